@@ -1,0 +1,191 @@
+"""Exceptions raised by dyntaskmas.
+
+Every exception derives from :class:`DynTaskMASError`, so a caller can catch
+the whole family in one clause. Messages say what went wrong, on which value,
+and what to do next; the offending ids and limits are kept as attributes.
+
+    DynTaskMASError
+    ├── ConfigError                  bad option, config value or environment
+    │   └── ModelFileNotFoundError   embedded model weights are not installed
+    ├── GraphError                   a task graph or delta is invalid
+    │   ├── CycleError
+    │   ├── UnknownDependencyError
+    │   ├── DuplicateTaskError
+    │   ├── EmptyDescriptionError
+    │   ├── UnknownTaskError
+    │   └── ImmutableTaskError       a delta touches a running or finished task
+    ├── PlanError                    planner output could not be used
+    ├── LLMError                     a call to a model endpoint failed
+    │   ├── EndpointUnavailableError connection refused, DNS, server never ready
+    │   ├── TransientLLMError        429, 5xx, timeout: retried, then raised
+    │   ├── LLMRequestError          4xx other than 429: not retried
+    │   └── LLMResponseError         the endpoint answered something unusable
+    ├── TaskFailedError              a task's execution raised
+    └── StuckRunError                pending tasks can never become ready
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class DynTaskMASError(Exception):
+    """Base class of every error raised by dyntaskmas."""
+
+
+# --- configuration -----------------------------------------------------------
+
+
+class ConfigError(DynTaskMASError):
+    """An option, config value or environment variable is invalid."""
+
+
+class ModelFileNotFoundError(ConfigError):
+    """The embedded model's weights file cannot be found."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+# --- task graph --------------------------------------------------------------
+
+
+class GraphError(DynTaskMASError):
+    """A task graph or a graph delta is invalid; nothing was changed."""
+
+
+class CycleError(GraphError):
+    """The dependencies form a cycle."""
+
+    def __init__(self, cycle: Iterable[str]) -> None:
+        self.cycle = tuple(cycle)
+        path = " -> ".join([*self.cycle, self.cycle[0]]) if self.cycle else "?"
+        super().__init__(
+            f"dependencies form a cycle: {path}; remove one of these dependencies"
+        )
+
+
+class UnknownDependencyError(GraphError):
+    """A task depends on a task id that is not in the graph."""
+
+    def __init__(self, task_id: str, dependency: str) -> None:
+        self.task_id = task_id
+        self.dependency = dependency
+        super().__init__(
+            f"task {task_id!r} depends on {dependency!r}, which is not in the graph; "
+            f"add {dependency!r} or remove the dependency"
+        )
+
+
+class DuplicateTaskError(GraphError):
+    """Two tasks share an id."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"task id {task_id!r} is used more than once; give each task a unique id"
+        )
+
+
+class EmptyDescriptionError(GraphError):
+    """A task has an empty or blank description."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"task {task_id!r} has an empty description; describe the work it must do"
+        )
+
+
+class UnknownTaskError(GraphError):
+    """A delta or query names a task id that is not in the graph."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id!r} is not in the graph")
+
+
+class ImmutableTaskError(GraphError):
+    """A delta would change a task that is running or finished."""
+
+    def __init__(self, task_id: str, state: str) -> None:
+        self.task_id = task_id
+        self.state = state
+        super().__init__(
+            f"task {task_id!r} is {state} and can no longer be changed; "
+            f"only pending or ready tasks can be cancelled or rewired"
+        )
+
+
+# --- planning ----------------------------------------------------------------
+
+
+class PlanError(DynTaskMASError):
+    """Planner output is unusable, even after the repair attempt."""
+
+    def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+
+# --- LLM endpoints -----------------------------------------------------------
+
+
+class LLMError(DynTaskMASError):
+    """A call to a model endpoint failed."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class EndpointUnavailableError(LLMError):
+    """The endpoint cannot be reached or never became ready."""
+
+
+class TransientLLMError(LLMError):
+    """A retryable failure (429, 5xx, timeout) that outlasted every retry."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after_s = retry_after_s
+
+
+class LLMRequestError(LLMError):
+    """The endpoint rejected the request (a 4xx other than 429); not retried."""
+
+
+class LLMResponseError(LLMError):
+    """The endpoint answered, but the answer is unusable (no choices, bad JSON)."""
+
+
+# --- execution ---------------------------------------------------------------
+
+
+class TaskFailedError(DynTaskMASError):
+    """A task failed; its descendants are not run."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id!r} failed: {reason}")
+
+
+class StuckRunError(DynTaskMASError):
+    """Pending tasks remain, none can become ready, and nothing is running."""
+
+    def __init__(self, task_ids: Iterable[str]) -> None:
+        self.task_ids = tuple(task_ids)
+        shown = ", ".join(repr(t) for t in self.task_ids[:10])
+        more = f" and {len(self.task_ids) - 10} more" if len(self.task_ids) > 10 else ""
+        super().__init__(
+            f"run is stuck: tasks {shown}{more} wait on dependencies that will never "
+            f"finish; this is a bug in the graph update that created them"
+        )
