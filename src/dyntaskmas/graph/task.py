@@ -4,7 +4,8 @@ A :class:`TaskSpec` is the immutable description of a unit of work, as a
 planner or a delta proposes it. A :class:`Task` is the graph's live record of
 that spec: its state, the agent that ran it, its timing and its output.
 
-States move only forward::
+States move forward only, with one exception: a delta that gives a ready
+task a new unfinished dependency sends it back to pending::
 
     pending -> ready -> running -> done
                   \\          \\-> failed

@@ -1,0 +1,501 @@
+"""The dataflow executor: runs a task graph on a pool of agents.
+
+Policy: dataflow, not supersteps. A task is dispatched the moment its own
+dependencies are done and an idle agent serves its role; among ready tasks
+the highest critical-path priority goes first (see
+:mod:`dyntaskmas.engine.ready_queue`). Each agent runs one task at a time;
+endpoint concurrency limits apply inside the model clients. A failed task
+cancels only its descendants; the rest of the graph carries on.
+
+Task kinds:
+
+``plan``
+    asks the planner to decompose its description; the new subtasks join the
+    graph through one atomic delta before the plan task counts as done, so
+    their dependents never start early. Subtasks that are themselves not
+    atomic become a ``plan`` task (with no dependencies, so it is planned at
+    once, in parallel with other work) plus a ``join`` task, under the
+    subtask's id, that waits for its own dependencies, its plan and the new
+    subtasks.
+``work``
+    one model call with the task and its predecessors' outputs.
+``join``
+    collects its subtasks' outputs; no model call, no agent.
+``synthesize``
+    one model call that writes the final answer from its inputs.
+
+State of a run lives in :class:`_Run`: the graph, the ready queue, the
+running tasks and a queue of completions that the loop waits on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from dyntaskmas.clock import Clock, MonotonicClock
+from dyntaskmas.engine.agent_pool import Agent, AgentPool
+from dyntaskmas.engine.prompts import (
+    DEFAULT_ROLES,
+    SYNTHESIS_ROLE,
+    Input,
+    join_output,
+    synthesis_messages,
+    work_messages,
+)
+from dyntaskmas.engine.ready_queue import ReadyQueue
+from dyntaskmas.engine.result import RunResult, TaskRecord
+from dyntaskmas.errors import DynTaskMASError, PlanError, StuckRunError
+from dyntaskmas.graph.dag import TaskGraph
+from dyntaskmas.graph.delta import GraphDelta
+from dyntaskmas.graph.task import TaskSpec
+from dyntaskmas.graph.weights import TransferModel, Weighting
+from dyntaskmas.llm.types import Completion, Usage
+
+logger = logging.getLogger(__name__)
+
+PLANNER_ROLE = "planner"
+ANSWER_ID = "answer"
+ROOT_NAME = "t"
+
+
+class Decomposer(Protocol):
+    """What the executor needs from a planner."""
+
+    async def decompose(self, request: str, task: TaskSpec) -> PlanOutcomeLike: ...
+
+
+class PlanOutcomeLike(Protocol):
+    @property
+    def specs(self) -> Sequence[TaskSpec]: ...
+
+    @property
+    def fixes(self) -> Sequence[str]: ...
+
+    @property
+    def completions(self) -> Sequence[Completion]: ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings of the executor.
+
+    ``roles`` maps each work role to what it does; the planner role is added
+    by the executor. Token limits are per model call.
+    """
+
+    roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
+    work_max_tokens: int = 256
+    answer_max_tokens: int = 384
+    temperature: float = 0.0
+    weighting: Weighting = "normalized"
+    transfer: TransferModel = field(default_factory=TransferModel)
+    aging_per_s: float = 0.01
+    # Cost estimate for plan tasks, in seconds, before any are measured.
+    plan_cost_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.roles:
+            raise ValueError("at least one role is needed")
+        if PLANNER_ROLE in self.roles:
+            raise ValueError(f"role name {PLANNER_ROLE!r} is reserved for planning tasks")
+        for name in ("work_max_tokens", "answer_max_tokens"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one task execution produced, handed from the task to the loop."""
+
+    task_id: str
+    agent: Agent
+    started_at: float
+    finished_at: float
+    output: str | None = None
+    error: str | None = None
+    delta: GraphDelta = GraphDelta()
+    completions: tuple[Completion, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class _Run:
+    request: str
+    graph: TaskGraph
+    queue: ReadyQueue
+    started: float
+    completions: asyncio.Queue[_Outcome] = field(default_factory=asyncio.Queue)
+    running: set[str] = field(default_factory=set)
+    joins: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    model_calls: list[Completion] = field(default_factory=list)
+
+
+class Engine:
+    """Runs requests (planned) or ready-made graphs on an agent pool."""
+
+    def __init__(
+        self,
+        pool: AgentPool,
+        *,
+        planner: Decomposer | None = None,
+        config: EngineConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.pool = pool
+        self.planner = planner
+        self.config = config or EngineConfig()
+        self.clock = clock or MonotonicClock()
+
+    async def run(self, request: str) -> RunResult:
+        """Plan ``request`` into a task graph, run it, and return the answer."""
+        if not request.strip():
+            raise ValueError("the request is empty; pass the text of a task to run")
+        if self.planner is None:
+            raise ValueError("Engine.run needs a planner; use run_graph for a fixed graph")
+        plan = TaskSpec(
+            id=f"{ROOT_NAME}.plan",
+            description=request,
+            role=PLANNER_ROLE,
+            kind="plan",
+            cost_s=self.config.plan_cost_s,
+            meta={"name": ROOT_NAME, "target": ANSWER_ID, "inherit": ()},
+        )
+        answer = TaskSpec(
+            id=ANSWER_ID,
+            description="Write the final answer from the subtasks' results",
+            role=SYNTHESIS_ROLE if SYNTHESIS_ROLE in self.config.roles else self._first_role(),
+            kind="synthesize",
+            depends_on=(plan.id,),
+        )
+        return await self.run_graph([plan, answer], request=request)
+
+    async def run_graph(self, specs: Iterable[TaskSpec], *, request: str = "") -> RunResult:
+        """Run a ready-made graph; the answer is the output of its last sink."""
+        graph = TaskGraph(weighting=self.config.weighting, transfer=self.config.transfer)
+        run = _Run(
+            request=request,
+            graph=graph,
+            queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
+            started=self.clock.now(),
+        )
+        result = graph.apply(GraphDelta(add=tuple(specs), reason="initial graph"))
+        self._route(run, result.ready)
+        logger.info("run started: %d tasks, %d agents", len(graph), len(self.pool.agents))
+
+        async with asyncio.TaskGroup() as group:
+            while True:
+                # Pick ready tasks and launch them on idle agents.
+                self._finish_joins(run)
+                for task_id, agent in self._dispatch(run):
+                    group.create_task(self._execute(run, task_id, agent))
+                if not run.running:
+                    break
+
+                # Wait for the first completion.
+                outcome = await run.completions.get()
+
+                # Apply its result and graph delta.
+                self._apply(run, outcome)
+
+        unfinished = [t.id for t in graph if not t.finished]
+        if unfinished:
+            raise StuckRunError(unfinished)
+        outcome_result = self._result(run)
+        logger.info(
+            "run finished: %s in %.2f s, %d model calls",
+            outcome_result.status,
+            outcome_result.makespan_s,
+            outcome_result.llm_calls,
+        )
+        return outcome_result
+
+    # --- scheduling -------------------------------------------------------------
+
+    def _now(self, run: _Run) -> float:
+        return self.clock.now() - run.started
+
+    def _route(self, run: _Run, task_ids: Iterable[str]) -> None:
+        """Send newly ready tasks to the join list or the ready queue."""
+        for task_id in task_ids:
+            spec = run.graph.task(task_id).spec
+            if spec.kind == "join":
+                run.joins.append(task_id)
+            elif spec.role not in self.pool.roles:
+                cancelled = run.graph.mark_failed(
+                    task_id,
+                    f"no agent serves role {spec.role!r}; add an agent with that role",
+                    now=self._now(run),
+                )
+                self._drop(run, cancelled)
+            else:
+                run.queue.push(
+                    task_id,
+                    role=spec.role,
+                    priority=run.graph.priority(task_id),
+                    ready_at=self._now(run),
+                )
+
+    def _drop(self, run: _Run, task_ids: Iterable[str]) -> None:
+        for task_id in task_ids:
+            run.queue.discard(task_id)
+
+    def _dispatch(self, run: _Run) -> list[tuple[str, Agent]]:
+        launched: list[tuple[str, Agent]] = []
+        while True:
+            task_id = run.queue.pop_best(self.pool.idle_roles())
+            if task_id is None:
+                return launched
+            agent = self.pool.choose(run.graph.task(task_id).spec.role)
+            assert agent is not None, "pop_best only returns roles with an idle agent"
+            self.pool.assign(agent, task_id)
+            run.graph.mark_running(task_id, agent=agent.name, now=self._now(run))
+            run.running.add(task_id)
+            launched.append((task_id, agent))
+
+    def _finish_joins(self, run: _Run) -> None:
+        while run.joins:
+            task_id = run.joins.pop(0)
+            now = self._now(run)
+            task = run.graph.task(task_id)
+            inherited = set(task.spec.meta.get("inherit", ()))
+            inputs = [i for i in self._inputs(run, task_id) if i.task_id not in inherited]
+            run.graph.mark_running(task_id, agent=None, now=now)
+            self._route(run, run.graph.mark_done(task_id, join_output(inputs), now=now))
+
+    def _apply(self, run: _Run, outcome: _Outcome) -> None:
+        run.running.discard(outcome.task_id)
+        self.pool.release(outcome.agent, outcome.finished_at - outcome.started_at)
+        run.model_calls.extend(outcome.completions)
+        run.notes.extend(outcome.notes)
+        graph = run.graph
+        finished_at = outcome.finished_at - run.started
+        if outcome.error is not None:
+            logger.info("task %s failed: %s", outcome.task_id, outcome.error)
+            cancelled = graph.mark_failed(outcome.task_id, outcome.error, now=finished_at)
+            self._drop(run, cancelled)
+            return
+        if not outcome.delta.empty:
+            delta_result = graph.apply(outcome.delta, now=finished_at)
+            self._drop(run, delta_result.unready)
+            self._drop(run, delta_result.cancelled)
+            self._route(run, delta_result.ready)
+            self._refresh_priorities(run)
+        assert outcome.output is not None
+        self._route(run, graph.mark_done(outcome.task_id, outcome.output, now=finished_at))
+
+    def _refresh_priorities(self, run: _Run) -> None:
+        for task_id in run.graph.ids_in_state("ready"):
+            if task_id in run.queue:
+                task = run.graph.task(task_id)
+                run.queue.push(
+                    task_id,
+                    role=task.spec.role,
+                    priority=run.graph.priority(task_id),
+                    ready_at=task.ready_at or 0.0,
+                )
+
+    # --- execution ----------------------------------------------------------------
+
+    async def _execute(self, run: _Run, task_id: str, agent: Agent) -> None:
+        """Run one task on ``agent`` and post its outcome; never raises except on cancel."""
+        started = self.clock.now()
+        spec = run.graph.task(task_id).spec
+        try:
+            if spec.kind == "plan":
+                outcome = await self._plan(run, spec, agent, started)
+            else:
+                outcome = await self._call_model(run, spec, agent, started)
+        except DynTaskMASError as exc:
+            outcome = _Outcome(task_id, agent, started, self.clock.now(), error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a task's bug must not crash the run
+            logger.exception("task %s raised an unexpected error", task_id)
+            outcome = _Outcome(
+                task_id, agent, started, self.clock.now(), error=f"{type(exc).__name__}: {exc}"
+            )
+        run.completions.put_nowait(outcome)
+
+    async def _call_model(
+        self, run: _Run, spec: TaskSpec, agent: Agent, started: float
+    ) -> _Outcome:
+        inputs = self._inputs(run, spec.id)
+        if spec.kind == "synthesize":
+            messages = synthesis_messages(run.request, inputs)
+            max_tokens = self.config.answer_max_tokens
+        else:
+            description = self.config.roles.get(spec.role, "does the task it is given")
+            messages = work_messages(run.request or spec.description, spec, inputs, description)
+            max_tokens = self.config.work_max_tokens
+        completion = await agent.model.complete(
+            messages, max_tokens=max_tokens, temperature=self.config.temperature
+        )
+        return _Outcome(
+            spec.id,
+            agent,
+            started,
+            self.clock.now(),
+            output=completion.text,
+            completions=(completion,),
+        )
+
+    async def _plan(self, run: _Run, spec: TaskSpec, agent: Agent, started: float) -> _Outcome:
+        assert self.planner is not None
+        name = str(spec.meta.get("name", spec.id))
+        target = str(spec.meta.get("target", spec.id))
+        inherit = tuple(spec.meta.get("inherit", ()))
+        subject = replace(spec, id=name, role=self._first_role(), kind="work", meta={})
+        notes: list[str] = []
+        completions: tuple[Completion, ...] = ()
+        try:
+            plan = await self.planner.decompose(run.request or spec.description, subject)
+            new_specs = list(plan.specs)
+            completions = tuple(plan.completions)
+            notes.extend(f"plan {name}: {fix}" for fix in plan.fixes)
+        except PlanError as exc:
+            completions = tuple(getattr(exc, "completions", ()))
+            problems = "; ".join(exc.problems) or str(exc)
+            notes.append(
+                f"planning {name!r} failed after one repair attempt ({problems}); "
+                f"it ran as a single task instead"
+            )
+            new_specs = [
+                TaskSpec(
+                    id=f"{name}.1",
+                    description=spec.description,
+                    role=self._first_role(),
+                    depth=spec.depth + 1,
+                    parent=name,
+                )
+            ]
+        delta = self._wire(new_specs, target=target, inherit=inherit, plan_id=spec.id)
+        return _Outcome(
+            spec.id,
+            agent,
+            started,
+            self.clock.now(),
+            output=f"planned {len(new_specs)} subtasks: "
+            + ", ".join(s.id for s in new_specs),
+            delta=delta,
+            completions=completions,
+            notes=tuple(notes),
+        )
+
+    def _wire(
+        self,
+        specs: Sequence[TaskSpec],
+        *,
+        target: str,
+        inherit: tuple[str, ...],
+        plan_id: str,
+    ) -> GraphDelta:
+        """Turn a plan's subtasks into one delta that hooks them into the graph.
+
+        Subtasks without dependencies inherit the planned task's own; subtasks
+        nothing depends on feed ``target``. A non-atomic subtask becomes a plan
+        task plus a join under its id.
+        """
+        ids = {s.id for s in specs}
+        depended_on = {d for s in specs for d in s.depends_on}
+        added: list[TaskSpec] = []
+        for spec in specs:
+            depends_on = spec.depends_on or inherit
+            if spec.kind == "plan":
+                sub_plan = TaskSpec(
+                    id=f"{spec.id}.plan",
+                    description=spec.description,
+                    role=PLANNER_ROLE,
+                    kind="plan",
+                    cost_s=self.config.plan_cost_s,
+                    depth=spec.depth,
+                    parent=spec.parent,
+                    meta={"name": spec.id, "target": spec.id, "inherit": depends_on},
+                )
+                join = replace(
+                    spec,
+                    kind="join",
+                    cost_s=0.0,
+                    depends_on=(*depends_on, sub_plan.id),
+                    meta={**spec.meta, "inherit": depends_on},
+                )
+                added.extend([sub_plan, join])
+            else:
+                added.append(replace(spec, depends_on=depends_on))
+        assert all(d in ids or d in inherit for s in specs for d in s.depends_on)
+        sinks = [s.id for s in specs if s.id not in depended_on]
+        return GraphDelta(
+            add=tuple(added),
+            add_edges=tuple((sink, target) for sink in sinks),
+            reason=f"decomposition by {plan_id}",
+        )
+
+    def _inputs(self, run: _Run, task_id: str) -> list[Input]:
+        graph = run.graph
+        inputs = []
+        for pred in sorted(graph.predecessors(task_id), key=_natural_key):
+            task = graph.task(pred)
+            if task.spec.kind == "plan":
+                continue
+            inputs.append(Input(pred, task.spec.description, task.output or ""))
+        return inputs
+
+    def _first_role(self) -> str:
+        return next(iter(self.config.roles))
+
+    # --- result -------------------------------------------------------------------
+
+    def _result(self, run: _Run) -> RunResult:
+        graph = run.graph
+        records = []
+        sequential = 0.0
+        for task in graph:
+            if task.agent is not None and task.started_at is not None and task.finished_at:
+                sequential += task.finished_at - task.started_at
+            records.append(
+                TaskRecord(
+                    id=task.id,
+                    description=task.spec.description,
+                    role=task.spec.role,
+                    kind=task.spec.kind,
+                    depends_on=tuple(sorted(graph.predecessors(task.id), key=_natural_key)),
+                    state=task.state,
+                    agent=task.agent,
+                    started_at=task.started_at,
+                    finished_at=task.finished_at,
+                    output=task.output,
+                    error=task.error,
+                )
+            )
+        sinks = [t for t in graph if not graph.successors(t.id)]
+        final = sinks[-1] if sinks else None
+        answer = final.output if final is not None and final.state == "done" else None
+        notes = list(run.notes)
+        for task in graph:
+            if task.state == "failed":
+                notes.append(f"task {task.id!r} failed: {task.error}")
+        if final is not None and final.state == "cancelled":
+            notes.append(f"no answer: {final.error}")
+        usage = Usage(
+            prompt_tokens=sum(c.usage.prompt_tokens for c in run.model_calls),
+            completion_tokens=sum(c.usage.completion_tokens for c in run.model_calls),
+        )
+        return RunResult(
+            request=run.request,
+            status="succeeded" if answer is not None else "failed",
+            answer=answer,
+            tasks=tuple(records),
+            makespan_s=self._now(run),
+            sequential_s=sequential,
+            llm_calls=len(run.model_calls),
+            usage=usage,
+            notes=tuple(notes),
+        )
+
+
+def _natural_key(task_id: str) -> tuple[tuple[int, int | str], ...]:
+    """Order ids like ``t.2`` before ``t.10``."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in task_id.split("."))

@@ -1,0 +1,103 @@
+"""The result of a run: the answer, every task's record, and the run's figures.
+
+Times are seconds from the run's start. ``sequential_s`` is the sum of the
+durations of the tasks that ran: what the same work would have taken one
+task at a time with the same latencies, the baseline the makespan is compared
+with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from dyntaskmas.graph.task import TaskKind, TaskState
+from dyntaskmas.llm.types import Usage
+
+RunStatus = Literal["succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """What happened to one task of a run."""
+
+    id: str
+    description: str
+    role: str
+    kind: TaskKind
+    depends_on: tuple[str, ...]
+    state: TaskState
+    agent: str | None
+    started_at: float | None
+    finished_at: float | None
+    output: str | None
+    error: str | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a run produced.
+
+    ``status`` is ``succeeded`` when the final task is done, even if some
+    branch failed on the way; ``notes`` explains fallbacks, planner fixes and
+    failures in plain sentences.
+    """
+
+    request: str
+    status: RunStatus
+    answer: str | None
+    tasks: tuple[TaskRecord, ...]
+    makespan_s: float
+    sequential_s: float
+    llm_calls: int
+    usage: Usage
+    notes: tuple[str, ...] = ()
+
+    @property
+    def max_concurrency(self) -> int:
+        """Return the most model-calling tasks that were running at one instant."""
+        events: list[tuple[float, int]] = []
+        for task in self.tasks:
+            if task.agent is not None and task.started_at is not None:
+                end = task.finished_at if task.finished_at is not None else self.makespan_s
+                events.append((task.started_at, 1))
+                events.append((end, -1))
+        # Ends sort before starts at the same instant: touching is not overlapping.
+        events.sort(key=lambda event: (event[0], event[1]))
+        running = best = 0
+        for _, change in events:
+            running += change
+            best = max(best, running)
+        return best
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-ready dict; every time is rounded to the millisecond."""
+        tasks = []
+        for task in self.tasks:
+            item = asdict(task)
+            item["depends_on"] = list(task.depends_on)
+            for key in ("started_at", "finished_at"):
+                if item[key] is not None:
+                    item[key] = round(item[key], 3)
+            tasks.append(item)
+        return {
+            "request": self.request,
+            "status": self.status,
+            "answer": self.answer,
+            "tasks": tasks,
+            "makespan_s": round(self.makespan_s, 3),
+            "sequential_s": round(self.sequential_s, 3),
+            "max_concurrency": self.max_concurrency,
+            "llm_calls": self.llm_calls,
+            "usage": {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "completion_tokens": self.usage.completion_tokens,
+            },
+            "notes": list(self.notes),
+        }
