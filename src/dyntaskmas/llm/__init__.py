@@ -1,0 +1,89 @@
+"""Model backends: everything that talks to an LLM endpoint.
+
+- :mod:`~dyntaskmas.llm.types`: messages, completions and the ChatModel protocol.
+- :mod:`~dyntaskmas.llm.retry`: the retry policy (pure).
+- :mod:`~dyntaskmas.llm.limiter`: per-endpoint concurrency limit and backoff gate.
+- :mod:`~dyntaskmas.llm.endpoint`: an endpoint and the limits its callers share.
+- :mod:`~dyntaskmas.llm.openai_backend`: the OpenAI-compatible HTTP backend.
+- :mod:`~dyntaskmas.llm.scripted`: a scripted OpenAI-compatible server for tests.
+- :mod:`~dyntaskmas.llm.embedded`: the embedded llama-cpp-python model server.
+
+Names are imported on first use, so that code needing only the data types
+does not pay for importing the ``openai`` SDK (about 0.6 s) and aiohttp.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dyntaskmas.llm.embedded import EmbeddedServer, find_model_file
+    from dyntaskmas.llm.endpoint import Endpoint, StructuredOutputMode
+    from dyntaskmas.llm.limiter import BackoffGate, ConcurrencyLimiter
+    from dyntaskmas.llm.openai_backend import OpenAIChatModel, translate_error
+    from dyntaskmas.llm.retry import RetryPolicy
+    from dyntaskmas.llm.scripted import (
+        RecordedCall,
+        ScriptedLLMServer,
+        ScriptedReply,
+        ScriptedRequest,
+        reply_sequence,
+    )
+    from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
+
+_MODULE_OF: dict[str, str] = {
+    "BackoffGate": "limiter",
+    "ChatMessage": "types",
+    "ChatModel": "types",
+    "Completion": "types",
+    "ConcurrencyLimiter": "limiter",
+    "EmbeddedServer": "embedded",
+    "Endpoint": "endpoint",
+    "OpenAIChatModel": "openai_backend",
+    "RecordedCall": "scripted",
+    "RetryPolicy": "retry",
+    "ScriptedLLMServer": "scripted",
+    "ScriptedReply": "scripted",
+    "ScriptedRequest": "scripted",
+    "StructuredOutputMode": "endpoint",
+    "Usage": "types",
+    "find_model_file": "embedded",
+    "reply_sequence": "scripted",
+    "translate_error": "openai_backend",
+}
+
+__all__ = [
+    "BackoffGate",
+    "ChatMessage",
+    "ChatModel",
+    "Completion",
+    "ConcurrencyLimiter",
+    "EmbeddedServer",
+    "Endpoint",
+    "OpenAIChatModel",
+    "RecordedCall",
+    "RetryPolicy",
+    "ScriptedLLMServer",
+    "ScriptedReply",
+    "ScriptedRequest",
+    "StructuredOutputMode",
+    "Usage",
+    "find_model_file",
+    "reply_sequence",
+    "translate_error",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _MODULE_OF.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

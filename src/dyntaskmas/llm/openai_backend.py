@@ -1,0 +1,379 @@
+"""Chat completions over HTTP from any OpenAI-compatible server, with retries.
+
+:class:`OpenAIChatModel` implements :class:`~dyntaskmas.llm.types.ChatModel`
+with the official ``openai`` SDK. The SDK's own retries are switched off
+(``max_retries=0``) because retries must share state across callers: each
+attempt waits on the endpoint's :class:`~dyntaskmas.llm.limiter.BackoffGate`,
+then takes a slot of its :class:`~dyntaskmas.llm.limiter.ConcurrencyLimiter`,
+and the delays come from a :class:`~dyntaskmas.llm.retry.RetryPolicy`.
+
+Which failures are retried:
+
+- 429, 408 and 5xx responses, and timeouts: raised as
+  :class:`TransientLLMError` once the attempts are used up;
+- connection failures: raised as :class:`EndpointUnavailableError`;
+- other 4xx responses: raised at once as :class:`LLMRequestError`;
+- an answer without usable text: raised at once as :class:`LLMResponseError`.
+
+:func:`translate_error` is the only place where SDK exceptions become
+dyntaskmas errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+
+from dyntaskmas.errors import (
+    EndpointUnavailableError,
+    LLMError,
+    LLMRequestError,
+    LLMResponseError,
+    TransientLLMError,
+)
+from dyntaskmas.llm.endpoint import Endpoint
+from dyntaskmas.llm.retry import RetryPolicy, retry_after_from_headers
+from dyntaskmas.llm.types import ChatMessage, Completion, Usage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 120.0
+
+#: 4xx statuses that are retried: 429, and 408, the server's own request timeout.
+_RETRYABLE_4XX = frozenset({408, 429})
+#: Server messages longer than this are cut in error messages.
+_MAX_SERVER_MESSAGE_CHARS = 500
+#: OpenAI requires schema names to match ``^[a-zA-Z0-9_-]{1,64}$``.
+_SCHEMA_NAME_INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+class OpenAIChatModel:
+    """A :class:`~dyntaskmas.llm.types.ChatModel` that calls one :class:`Endpoint`.
+
+    Several models may share one endpoint; they then share its concurrency
+    limit and backoff gate. ``timeout_s`` bounds each HTTP attempt, not the
+    time spent waiting for a slot or for the gate. ``rng`` draws the retry
+    jitter; pass a seeded one for reproducible delays.
+
+    Close it with :meth:`aclose`, or use it as an async context manager.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        policy: RetryPolicy | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.timeout_s = timeout_s
+        self._rng = rng if rng is not None else random.Random()
+        self._client = openai.AsyncOpenAI(
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
+            max_retries=0,
+            timeout=timeout_s,
+        )
+
+    async def __aenter__(self) -> OpenAIChatModel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.close()
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        """Send one chat completion request, retrying transient failures.
+
+        Raises :class:`LLMRequestError`, :class:`LLMResponseError`,
+        :class:`TransientLLMError` or :class:`EndpointUnavailableError`.
+        """
+        endpoint = self.endpoint
+        message_params = [_message_param(message) for message in messages]
+        extra_body = None
+        if json_schema is not None:
+            extra_body = _response_format_body(json_schema, endpoint)
+        attempts = 0
+        previous_delay_s: float | None = None
+
+        while True:
+            attempts += 1
+
+            # Wait for the gate before queueing for a slot, and again once a
+            # slot is held, because another caller may have closed the gate
+            # while this one was queued.
+            await endpoint.gate.wait()
+            async with endpoint.limiter.acquire():
+                await endpoint.gate.wait()
+                started = endpoint.clock.now()
+                try:
+                    # NOTE: max_tokens is what llama.cpp, vLLM and Ollama read.
+                    # OpenAI's reasoning models reject it and need
+                    # max_completion_tokens instead, which is not sent yet.
+                    response = await self._client.chat.completions.create(
+                        model=endpoint.model,
+                        messages=message_params,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        extra_body=extra_body,
+                    )
+                except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                    failure: Exception = exc
+                else:
+                    latency_s = endpoint.clock.now() - started
+                    return _completion_from_response(
+                        response, endpoint=endpoint, latency_s=latency_s, attempts=attempts
+                    )
+
+            error = translate_error(
+                failure,
+                url=f"{endpoint.base_url}/chat/completions",
+                attempts=attempts,
+                now_epoch_s=time.time(),
+            )
+            retry_after_s = error.retry_after_s if isinstance(error, TransientLLMError) else None
+            # The pause applies to every caller, even when this call gives up.
+            # A pause too long to wait for is not imposed on anyone.
+            if retry_after_s is not None and retry_after_s <= self.policy.max_retry_after_s:
+                endpoint.gate.close_for(retry_after_s)
+
+            retryable = isinstance(error, TransientLLMError | EndpointUnavailableError)
+            if not retryable or not self.policy.should_retry(attempts, retry_after_s=retry_after_s):
+                raise error from failure
+
+            delay_s = self.policy.delay_s(
+                attempts + 1,
+                self._rng,
+                retry_after_s=retry_after_s,
+                previous_delay_s=previous_delay_s,
+            )
+            previous_delay_s = delay_s
+            logger.info(
+                "endpoint %s: attempt %d of %d failed (%s); retrying in %.2f s",
+                endpoint.name,
+                attempts,
+                self.policy.max_attempts,
+                _describe_failure(failure),
+                delay_s,
+            )
+            await endpoint.clock.sleep(delay_s)
+
+
+def translate_error(exc: Exception, *, url: str, attempts: int, now_epoch_s: float) -> LLMError:
+    """Translate an exception from the ``openai`` SDK into a dyntaskmas error.
+
+    ``url`` names the request in messages when the exception carries none.
+    ``attempts`` is the number of attempts made so far, for the message.
+    ``now_epoch_s`` is the wall-clock time, used to read a Retry-After date.
+    Exceptions that are not from the SDK or its JSON decoding become a plain
+    :class:`LLMError`.
+    """
+    url = _request_url(exc, default=url)
+    tried = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+
+    # APITimeoutError subclasses APIConnectionError, so it is checked first.
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientLLMError(
+            f"request to {url} timed out {tried}; "
+            f"raise the request timeout (timeout_s) or lower the endpoint's concurrency"
+        )
+
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return EndpointUnavailableError(
+            f"cannot connect to {url} {tried}: {type(cause).__name__}: {cause}; "
+            f"check that the server is running and that the base URL is right"
+        )
+
+    if isinstance(exc, openai.APIResponseValidationError):
+        return LLMResponseError(
+            f"{url} returned a response that does not match the chat completion format "
+            f"(HTTP {exc.status_code}): {exc.message}; check that the endpoint is "
+            f"OpenAI-compatible",
+            status_code=exc.status_code,
+        )
+
+    if isinstance(exc, openai.APIStatusError):
+        return _translate_status_error(exc, url=url, tried=tried, now_epoch_s=now_epoch_s)
+
+    if isinstance(exc, openai.LengthFinishReasonError | openai.ContentFilterFinishReasonError):
+        return LLMResponseError(f"{url} returned an unusable completion: {exc}")
+
+    if isinstance(exc, json.JSONDecodeError):
+        return LLMResponseError(
+            f"{url} returned a body that is not valid JSON ({exc}); "
+            f"check that the endpoint is OpenAI-compatible"
+        )
+
+    return LLMError(f"chat completion request to {url} failed: {type(exc).__name__}: {exc}")
+
+
+def _describe_failure(exc: Exception) -> str:
+    """Return a few words naming a failed attempt's cause, for log lines."""
+    if isinstance(exc, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection failed"
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}"
+    return type(exc).__name__
+
+
+def _translate_status_error(
+    exc: openai.APIStatusError, *, url: str, tried: str, now_epoch_s: float
+) -> LLMError:
+    status = exc.status_code
+    server_message = _server_message(exc)
+
+    if status >= 500 or status in _RETRYABLE_4XX:
+        retry_after_s = retry_after_from_headers(exc.response.headers, now_epoch_s=now_epoch_s)
+        requested_wait = "" if retry_after_s is None else f" (Retry-After {retry_after_s:g} s)"
+        return TransientLLMError(
+            f"{url} returned HTTP {status}{requested_wait} {tried}: {server_message}; "
+            f"the server is overloaded or failing, so retry later or lower the "
+            f"endpoint's concurrency",
+            status_code=status,
+            retry_after_s=retry_after_s,
+        )
+
+    return LLMRequestError(
+        f"{url} rejected the request with HTTP {status}: {server_message}; "
+        f"{_hint_for_status(status)}",
+        status_code=status,
+    )
+
+
+def _hint_for_status(status: int) -> str:
+    if status in (401, 403):
+        return "check the API key (DYNTASKMAS_API_KEY or OPENAI_API_KEY)"
+    if status == 404:
+        return "check the base URL and the model name"
+    return "the request is invalid for this server, so fix it before retrying"
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    """Return the message the server put in its error body, or the SDK's summary."""
+    body = exc.body
+    message: object = None
+    if isinstance(body, Mapping):
+        # The SDK has already unwrapped OpenAI's {"error": {...}} envelope;
+        # FastAPI-based servers (llama-cpp-python) send {"detail": ...} instead.
+        message = body.get("message") or body.get("detail")
+    elif isinstance(body, str) and body:
+        message = body
+    text = str(message) if message else exc.message
+    if len(text) > _MAX_SERVER_MESSAGE_CHARS:
+        text = text[:_MAX_SERVER_MESSAGE_CHARS] + "..."
+    return text
+
+
+def _request_url(exc: Exception, *, default: str) -> str:
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None)
+    return str(url) if url is not None else default
+
+
+def _message_param(message: ChatMessage) -> ChatCompletionMessageParam:
+    if message.role == "system":
+        return {"role": "system", "content": message.content}
+    if message.role == "assistant":
+        return {"role": "assistant", "content": message.content}
+    return {"role": "user", "content": message.content}
+
+
+def _response_format_body(json_schema: Mapping[str, Any], endpoint: Endpoint) -> dict[str, Any]:
+    # The SDK's typed response_format parameter has no "schema" key for the
+    # llama-cpp-python form, so both forms go through extra_body, which the
+    # SDK merges unchanged into the request JSON.
+    schema = dict(json_schema)
+    if endpoint.structured_output == "json_object":
+        return {"response_format": {"type": "json_object", "schema": schema}}
+    return {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": _schema_name(schema), "schema": schema, "strict": False},
+        }
+    }
+
+
+def _schema_name(schema: Mapping[str, Any]) -> str:
+    title = schema.get("title")
+    if isinstance(title, str):
+        name = _SCHEMA_NAME_INVALID_CHARS.sub("_", title).strip("_")[:64]
+        if name:
+            return name
+    return "response"
+
+
+def _completion_from_response(
+    response: object, *, endpoint: Endpoint, latency_s: float, attempts: int
+) -> Completion:
+    # The SDK builds the response without validation. A server that sends
+    # another shape gives missing attributes rather than an error, so every
+    # field used here is checked.
+    where = f"endpoint {endpoint.name!r} ({endpoint.base_url})"
+    if not isinstance(response, ChatCompletion):
+        raise LLMResponseError(
+            f"{where} returned {type(response).__name__} instead of a chat completion; "
+            f"check that the endpoint is OpenAI-compatible"
+        )
+
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise LLMResponseError(f"{where} returned a chat completion with no choices")
+
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    content = getattr(message, "content", None)
+    finish_reason = getattr(choice, "finish_reason", None)
+    if not isinstance(content, str):
+        refusal = getattr(message, "refusal", None)
+        detail = f"; refusal: {refusal}" if refusal else ""
+        raise LLMResponseError(
+            f"{where} returned a choice without text content "
+            f"(finish_reason={finish_reason!r}{detail})"
+        )
+
+    usage = getattr(response, "usage", None)
+    model = getattr(response, "model", None)
+    return Completion(
+        text=content,
+        usage=Usage(
+            prompt_tokens=_token_count(getattr(usage, "prompt_tokens", None)),
+            completion_tokens=_token_count(getattr(usage, "completion_tokens", None)),
+        ),
+        model=model if isinstance(model, str) and model else endpoint.model,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        latency_s=latency_s,
+        attempts=attempts,
+    )
+
+
+def _token_count(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
