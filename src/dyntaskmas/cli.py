@@ -1,0 +1,262 @@
+"""The ``dyntaskmas`` command line.
+
+    dyntaskmas run "REQUEST"              plan, run and print the answer
+    dyntaskmas run --input FILE [--json]  one request per line, or a JSON list
+
+Exit codes: 0 every request answered; 1 a run finished without an answer;
+2 bad options or input, an unreachable endpoint, a missing model file;
+130 interrupted. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dyntaskmas import __version__
+from dyntaskmas.errors import ConfigError, DynTaskMASError, EndpointUnavailableError
+from dyntaskmas.format import format_result
+from dyntaskmas.graph.weights import WEIGHTINGS
+from dyntaskmas.runner import BASE_URL_ENV_VAR, RunOptions, Runner
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Requests longer than this are almost certainly a file passed by mistake.
+MAX_REQUEST_CHARS = 20_000
+
+
+class InputError(ConfigError):
+    """A request or input file is unusable."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dyntaskmas",
+        description="Plan a request into a task graph and run it on parallel LLM agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"dyntaskmas {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="plan and run requests",
+        description="Plan each request into a task graph, run it, print the answer and graph.",
+    )
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("request", nargs="?", help="the request text")
+    source.add_argument(
+        "--input",
+        metavar="FILE",
+        type=Path,
+        help="a text file with one request per line, or a JSON list of strings or of "
+        "objects with a 'question' field (such as the ParallelQA file)",
+    )
+    run.add_argument(
+        "--limit", type=int, metavar="N", help="run only the first N requests of --input"
+    )
+    run.add_argument(
+        "--base-url",
+        metavar="URL",
+        help=f"OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (default: "
+        f"${BASE_URL_ENV_VAR}; if unset, the embedded SmolLM2 model is started)",
+    )
+    run.add_argument(
+        "--model", help="model name on that endpoint (default: $DYNTASKMAS_MODEL, or the only "
+        "model the endpoint lists)"
+    )
+    run.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="environment variable holding the API key (default: DYNTASKMAS_API_KEY, "
+        "then OPENAI_API_KEY)",
+    )
+    run.add_argument("--agents", type=int, default=4, help="number of agents (default: 4)")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="requests in flight per endpoint (default: the number of agents; 1 per "
+        "embedded server)",
+    )
+    run.add_argument(
+        "--max-depth",
+        type=int,
+        default=2,
+        help="decomposition levels: 1 plans once, 2 lets subtasks be planned again "
+        "(default: 2)",
+    )
+    run.add_argument(
+        "--max-subtasks", type=int, default=6, help="subtasks per decomposition (default: 6)"
+    )
+    run.add_argument(
+        "--max-tokens",
+        type=int,
+        default=256,
+        metavar="TOKENS",
+        help="completion tokens per work task (default: 256)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="timeout of one HTTP request to the model, in seconds (default: 120)",
+    )
+    run.add_argument(
+        "--weighting",
+        choices=WEIGHTINGS,
+        default="normalized",
+        help="edge weights: 'normalized' (alpha=1/T_c, beta=1/T_t) or 'seconds' "
+        "(alpha=beta=1) (default: normalized)",
+    )
+    run.add_argument(
+        "--local-servers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="embedded model server processes, each serving one request at a time "
+        "(default: 2)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per request instead of text",
+    )
+    return parser
+
+
+def read_requests(path: Path, limit: int | None = None) -> list[str]:
+    """Read requests from a text file (one per line) or a JSON list.
+
+    Raises InputError naming the file and the problem.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"input file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read input file {str(path)!r}: {exc}") from None
+
+    if text.lstrip().startswith("["):
+        requests = _requests_from_json(path, text)
+    else:
+        requests = [line.strip() for line in text.splitlines() if line.strip()]
+    if not requests:
+        raise InputError(f"input file {str(path)!r} contains no requests")
+    if limit is not None:
+        requests = requests[:limit]
+    for index, request in enumerate(requests, start=1):
+        check_request(request, where=f"request {index} of {str(path)!r}")
+    return requests
+
+
+def _requests_from_json(path: Path, text: str) -> list[str]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"input file {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg}); "
+            f"give a JSON list, or plain text with one request per line"
+        ) from None
+    if not isinstance(items, list):
+        raise InputError(f"input file {str(path)!r} must hold a JSON list")
+    requests = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            requests.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("question"), str):
+            requests.append(item["question"])
+        else:
+            raise InputError(
+                f"item {index} of {str(path)!r} is neither a string nor an object with a "
+                f"string 'question' field"
+            )
+    return requests
+
+
+def check_request(request: str, *, where: str = "the request") -> None:
+    if not request.strip():
+        raise InputError(f"{where} is empty; give the text of a task to run")
+    if len(request) > MAX_REQUEST_CHARS:
+        raise InputError(
+            f"{where} has {len(request)} characters, more than the limit of "
+            f"{MAX_REQUEST_CHARS}; shorten it or split it into several requests"
+        )
+
+
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    return RunOptions(
+        base_url=args.base_url,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        agents=args.agents,
+        concurrency=args.concurrency,
+        max_depth=args.max_depth,
+        max_subtasks=args.max_subtasks,
+        work_max_tokens=args.max_tokens,
+        request_timeout_s=args.timeout,
+        weighting=args.weighting,
+        local_servers=args.local_servers,
+    )
+
+
+async def _run_command(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    if args.input is not None:
+        requests = read_requests(args.input, args.limit)
+    else:
+        check_request(args.request)
+        requests = [args.request]
+
+    status = EXIT_OK
+    async with Runner(options) as runner:
+        for index, request in enumerate(requests):
+            result = await runner.run(request)
+            if result.answer is None:
+                status = EXIT_RUN_FAILED
+            if args.json:
+                print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+            else:
+                if len(requests) > 1:
+                    print(f"=== Request {index + 1} of {len(requests)}: {request}")
+                else:
+                    print(f"Request: {request}")
+                print(format_result(result), end="\n\n", flush=True)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_run_command(args))
+    except KeyboardInterrupt:
+        print("dyntaskmas: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigError, EndpointUnavailableError) as exc:
+        print(f"dyntaskmas: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DynTaskMASError as exc:
+        print(f"dyntaskmas: error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

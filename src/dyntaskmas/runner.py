@@ -1,0 +1,233 @@
+"""Assemble a ready-to-run engine from options: endpoint, agents, planner.
+
+:class:`Runner` is what the CLI and most library users need. With a base URL
+it talks to that OpenAI-compatible server; without one it starts the embedded
+model (SmolLM2-135M-Instruct under llama-cpp-python's server) on 127.0.0.1 and
+stops it on exit, whether the block ends normally, raises, or is cancelled.
+
+    async with Runner(RunOptions(agents=4)) as runner:
+        result = await runner.run("Which is longer, the Nile or the Amazon?")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import openai
+
+from dyntaskmas.engine.agent_pool import AgentPool, build_agents
+from dyntaskmas.engine.executor import PLANNER_ROLE, Engine, EngineConfig
+from dyntaskmas.engine.prompts import DEFAULT_ROLES
+from dyntaskmas.engine.result import RunResult
+from dyntaskmas.errors import ConfigError, EndpointUnavailableError
+from dyntaskmas.graph.weights import WEIGHTINGS, Weighting
+from dyntaskmas.llm.embedded import EmbeddedServer
+from dyntaskmas.llm.endpoint import MODEL_ENV_VAR, Endpoint
+from dyntaskmas.llm.openai_backend import OpenAIChatModel
+from dyntaskmas.llm.types import ChatModel
+from dyntaskmas.planning.planner import Planner, PlanLimits
+
+logger = logging.getLogger(__name__)
+
+BASE_URL_ENV_VAR = "DYNTASKMAS_BASE_URL"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything needed to set up runs; each field is checked on creation.
+
+    ``base_url`` falls back to ``DYNTASKMAS_BASE_URL``; with neither, the
+    embedded model is used. ``api_key_env`` names the environment variable
+    that holds the API key (keys are never passed as values, so they stay out
+    of shell history and process lists). ``concurrency`` limits requests in
+    flight per endpoint and defaults to the number of agents.
+    ``local_servers`` is how many embedded server processes to start; each
+    serves one request at a time, so two give real parallelism on two cores.
+    """
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    agents: int = 4
+    concurrency: int | None = None
+    max_depth: int = 2
+    max_subtasks: int = 6
+    work_max_tokens: int = 256
+    answer_max_tokens: int = 384
+    request_timeout_s: float = 120.0
+    weighting: Weighting = "normalized"
+    local_servers: int = 2
+    roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
+
+    def __post_init__(self) -> None:
+        _at_least("agents", self.agents, 1)
+        if self.concurrency is not None:
+            _at_least("concurrency", self.concurrency, 1)
+        _at_least("max_depth", self.max_depth, 1)
+        _at_least("max_subtasks", self.max_subtasks, 1)
+        _at_least("work_max_tokens", self.work_max_tokens, 1)
+        _at_least("answer_max_tokens", self.answer_max_tokens, 1)
+        _at_least("local_servers", self.local_servers, 1)
+        if self.request_timeout_s <= 0:
+            raise ConfigError(
+                f"request timeout must be > 0 seconds, got {self.request_timeout_s}"
+            )
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(
+                f"weighting {self.weighting!r} is unknown; use one of {', '.join(WEIGHTINGS)}"
+            )
+        if self.api_key_env is not None and not os.environ.get(self.api_key_env):
+            raise ConfigError(
+                f"environment variable {self.api_key_env} is not set or empty; "
+                f"export it with the API key, or drop the option"
+            )
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+
+
+class Runner:
+    """An engine bound to endpoints; use it as an async context manager."""
+
+    def __init__(self, options: RunOptions | None = None) -> None:
+        self.options = options or RunOptions()
+        self.endpoints: list[Endpoint] = []
+        self._models: list[OpenAIChatModel] = []
+        self._stack = contextlib.AsyncExitStack()
+        self._engine: Engine | None = None
+
+    async def __aenter__(self) -> Runner:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the runner is not open; use it in 'async with'")
+        return self._engine
+
+    async def run(self, request: str) -> RunResult:
+        """Plan and run one request."""
+        return await self.engine.run(request)
+
+    async def _open(self) -> None:
+        options = self.options
+        base_url = options.base_url or os.environ.get(BASE_URL_ENV_VAR) or None
+        if base_url is None:
+            self.endpoints = await self._start_embedded()
+        else:
+            self.endpoints = [await self._remote_endpoint(base_url)]
+
+        models: dict[str, ChatModel] = {}
+        for endpoint in self.endpoints:
+            model = OpenAIChatModel(endpoint, timeout_s=options.request_timeout_s)
+            self._stack.push_async_callback(model.aclose)
+            self._models.append(model)
+            models[endpoint.name] = model
+
+        roles = dict(options.roles)
+        pool = AgentPool(build_agents(options.agents, [*roles, PLANNER_ROLE], models))
+        planner = Planner(
+            self._models[0],
+            roles=roles,
+            limits=PlanLimits(max_subtasks=options.max_subtasks, max_depth=options.max_depth),
+        )
+        config = EngineConfig(
+            roles=roles,
+            work_max_tokens=options.work_max_tokens,
+            answer_max_tokens=options.answer_max_tokens,
+            weighting=options.weighting,
+        )
+        self._engine = Engine(pool, planner=planner, config=config)
+
+    async def _start_embedded(self) -> list[Endpoint]:
+        options = self.options
+        count = options.local_servers
+        threads = max(1, (os.cpu_count() or 1) // count)
+        endpoints = []
+        for index in range(1, count + 1):
+            server = EmbeddedServer(threads=threads)
+            await self._stack.enter_async_context(server)
+            endpoints.append(
+                Endpoint(
+                    server.base_url,
+                    model=server.model,
+                    name=f"embedded-{index}",
+                    # The server runs one request at a time; more in flight
+                    # would only queue inside it and hide the wait from us.
+                    concurrency=1,
+                    structured_output=server.structured_output,
+                )
+            )
+        return endpoints
+
+    async def _remote_endpoint(self, base_url: str) -> Endpoint:
+        options = self.options
+        api_key = os.environ[options.api_key_env] if options.api_key_env else None
+        # The probe resolves the URL and key the same way the real endpoint
+        # will; its model name is never sent.
+        probe = Endpoint(base_url, model=options.model or "unused", api_key=api_key)
+        served = await _served_models(probe)
+        model = options.model or os.environ.get(MODEL_ENV_VAR) or None
+        if model is None:
+            if len(served) != 1:
+                listed = ", ".join(served[:10]) or "none"
+                raise ConfigError(
+                    f"no model given and {base_url} serves {len(served)} models ({listed}); "
+                    f"pass --model or set {MODEL_ENV_VAR}"
+                )
+            model = served[0]
+        return Endpoint(
+            base_url,
+            model=model,
+            api_key=api_key,
+            concurrency=options.concurrency or options.agents,
+        )
+
+
+async def _served_models(endpoint: Endpoint) -> list[str]:
+    """Return the model ids the endpoint lists, or raise if it cannot be reached.
+
+    A server that does not implement ``/models`` counts as reachable and
+    listing nothing.
+    """
+    client = openai.AsyncOpenAI(
+        base_url=endpoint.base_url, api_key=endpoint.api_key, max_retries=1, timeout=10.0
+    )
+    try:
+        page = await client.models.list()
+        return [item.id for item in page.data]
+    except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+        raise EndpointUnavailableError(
+            f"cannot reach the endpoint {endpoint.base_url}: {exc}; check that the server "
+            f"is running and the URL (including /v1) is right"
+        ) from exc
+    except openai.AuthenticationError as exc:
+        raise ConfigError(
+            f"the endpoint {endpoint.base_url} rejected the API key (401); set the right "
+            f"key in the variable named by --api-key-env, or DYNTASKMAS_API_KEY"
+        ) from exc
+    except openai.APIStatusError as exc:
+        logger.info("endpoint %s does not list models (%s)", endpoint.base_url, exc.status_code)
+        return []
+    finally:
+        await client.close()
