@@ -32,8 +32,8 @@ failed task cancels its pending descendants, naming itself as the reason.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 
 from dyntaskmas.errors import (
     CycleError,
@@ -45,8 +45,9 @@ from dyntaskmas.errors import (
     UnknownTaskError,
 )
 from dyntaskmas.graph.delta import DeltaResult, Edge, GraphDelta
-from dyntaskmas.graph.task import MUTABLE_STATES, Task, TaskSpec
+from dyntaskmas.graph.task import MUTABLE_STATES, Task, TaskSpec, TaskState
 from dyntaskmas.graph.weights import (
+    UNIT_SCALE,
     Scale,
     TransferModel,
     Weighting,
@@ -54,7 +55,7 @@ from dyntaskmas.graph.weights import (
     drifted,
 )
 
-_INACTIVE = frozenset({"failed", "cancelled"})
+_INACTIVE: frozenset[TaskState] = frozenset({"failed", "cancelled"})
 
 
 class TaskGraph:
@@ -67,10 +68,8 @@ class TaskGraph:
         transfer: TransferModel | None = None,
         renormalize_tolerance: float = 0.25,
     ) -> None:
-        if renormalize_tolerance < 0:
-            raise ValueError(
-                f"renormalize_tolerance must be >= 0, got {renormalize_tolerance}"
-            )
+        if not renormalize_tolerance >= 0:  # also rejects NaN
+            raise ValueError(f"renormalize_tolerance must be >= 0, got {renormalize_tolerance}")
         self.weighting: Weighting = weighting
         self.transfer = transfer or TransferModel()
         self.renormalize_tolerance = renormalize_tolerance
@@ -78,7 +77,7 @@ class TaskGraph:
         self._preds: dict[str, set[str]] = {}
         self._succs: dict[str, set[str]] = {}
         self._down: dict[str, float] = {}
-        self._scale = Scale(1.0, 1.0)
+        self._scale = UNIT_SCALE
         self._index: dict[str, int] = {}
 
     @classmethod
@@ -88,9 +87,14 @@ class TaskGraph:
         *,
         weighting: Weighting = "normalized",
         transfer: TransferModel | None = None,
+        renormalize_tolerance: float = 0.25,
     ) -> TaskGraph:
         """Build a graph from specs, validating them as one delta."""
-        graph = cls(weighting=weighting, transfer=transfer)
+        graph = cls(
+            weighting=weighting,
+            transfer=transfer,
+            renormalize_tolerance=renormalize_tolerance,
+        )
         graph.apply(GraphDelta(add=tuple(specs)))
         return graph
 
@@ -106,6 +110,7 @@ class TaskGraph:
         return iter(self.tasks.values())
 
     def task(self, task_id: str) -> Task:
+        """Return the task with this id; raise UnknownTaskError if there is none."""
         try:
             return self.tasks[task_id]
         except KeyError:
@@ -125,16 +130,20 @@ class TaskGraph:
 
     def transfer_s(self, dependency: str) -> float:
         """Return I(u, v): the estimated seconds to move ``dependency``'s output."""
-        return self.transfer.transfer_s(self.tasks[dependency].spec.output_tokens)
+        return self.transfer.transfer_s(self.task(dependency).spec.output_tokens)
 
     def edge_weight(self, dependency: str, dependent: str) -> float:
         """Return W(u, v) = alpha * C(v) + beta * I(u, v) under the current scale."""
         return self._scale.edge_weight(
-            self.tasks[dependent].spec.cost_s, self.transfer_s(dependency)
+            self.task(dependent).spec.cost_s, self.transfer_s(dependency)
         )
 
     def downstream(self, task_id: str) -> float:
-        """Return D(v): the weighted longest path from the task to the graph's end."""
+        """Return D(v): the weighted longest path from the task to the graph's end.
+
+        Failed and cancelled tasks keep a stale value, because no priority is
+        read for them.
+        """
         self.task(task_id)
         return self._down.get(task_id, 0.0)
 
@@ -143,11 +152,13 @@ class TaskGraph:
         task = self.task(task_id)
         return self._scale.alpha * task.spec.cost_s + self._down.get(task_id, 0.0)
 
-    def ids_in_state(self, *states: str) -> list[str]:
+    def ids_in_state(self, *states: TaskState) -> list[str]:
+        """Return the ids of the tasks in any of ``states``, in insertion order."""
         return [t.id for t in self.tasks.values() if t.state in states]
 
     def descendants(self, task_id: str) -> set[str]:
         """Return every task that depends on ``task_id``, directly or not."""
+        self.task(task_id)
         seen: set[str] = set()
         stack = list(self._succs[task_id])
         while stack:
@@ -200,10 +211,9 @@ class TaskGraph:
         task.state = "done"
         task.output = output
         task.finished_at = now
-        newly_ready = []
-        for succ in sorted(self._succs[task_id], key=self._position):
-            if self._make_ready_if_possible(succ, now):
-                newly_ready.append(succ)
+        newly_ready, _ = self._refresh_readiness(
+            sorted(self._succs[task_id], key=self._position), now
+        )
         return newly_ready
 
     def mark_failed(self, task_id: str, reason: str, *, now: float) -> list[str]:
@@ -218,25 +228,15 @@ class TaskGraph:
         dirty = set(self._preds[task_id])
         for tid in cancelled:
             dirty.update(self._preds[tid])
-        self._update_priorities(dirty, rescale=True)
+        self._update_priorities(dirty)
         return cancelled
 
-    def _expect(self, task_id: str, *states: str) -> Task:
+    def _expect(self, task_id: str, *states: TaskState) -> Task:
         task = self.task(task_id)
         if task.state not in states:
             wanted = " or ".join(states)
             raise GraphError(f"task {task_id!r} is {task.state}, expected {wanted}")
         return task
-
-    def _make_ready_if_possible(self, task_id: str, now: float) -> bool:
-        task = self.tasks[task_id]
-        if task.state != "pending":
-            return False
-        if all(self.tasks[p].state == "done" for p in self._preds[task_id]):
-            task.state = "ready"
-            task.ready_at = now
-            return True
-        return False
 
     def _cancel_cascade(self, roots: Iterable[str], reason: str, now: float) -> list[str]:
         cancelled: list[str] = []
@@ -258,18 +258,26 @@ class TaskGraph:
     def apply(self, delta: GraphDelta, *, now: float = 0.0) -> DeltaResult:
         """Apply ``delta`` atomically.
 
-        Raises a :class:`~dyntaskmas.errors.GraphError` subclass, leaving the
-        graph unchanged, when the delta adds a duplicate id or an empty
-        description, names an unknown task, touches a task that has started,
-        depends on a failed or cancelled task, or would create a cycle.
+        Raises :class:`~dyntaskmas.errors.GraphError` or a subclass, and leaves
+        the graph unchanged, when the delta
+
+        - adds a task with an empty or duplicate id or an empty description,
+        - names an unknown task or removes an edge that does not exist,
+        - touches a task that is running or finished,
+        - depends on a failed or cancelled task, or
+        - would create a cycle.
         """
         new_specs = self._check_new_tasks(delta.add)
         new_edges = self._check_edges(delta, new_specs)
         removed = self._check_removed_edges(delta.remove_edges)
         self._check_cancellable(delta.cancel)
-        self._check_acyclic(new_specs, new_edges, removed)
+        self._check_acyclic(new_edges, removed)
 
-        # Everything is valid: commit.
+        # Everything is valid: commit. Removals go first, as the cycle check
+        # assumed, so an edge both removed and added stays.
+        for dependency, dependent in removed:
+            self._preds[dependent].discard(dependency)
+            self._succs[dependency].discard(dependent)
         for spec in delta.add:
             self.tasks[spec.id] = Task(spec=spec)
             self._index[spec.id] = len(self._index)
@@ -278,9 +286,6 @@ class TaskGraph:
         for dependency, dependent in new_edges:
             self._preds[dependent].add(dependency)
             self._succs[dependency].add(dependent)
-        for dependency, dependent in removed:
-            self._preds[dependent].discard(dependency)
-            self._succs[dependency].discard(dependent)
 
         cancelled = self._cancel_cascade(
             delta.cancel, f"cancelled: {delta.reason or 'by a graph update'}", now
@@ -293,7 +298,7 @@ class TaskGraph:
         dirty.update(u for u, _ in removed)
         for tid in cancelled:
             dirty.update(self._preds[tid])
-        self._update_priorities(dirty, rescale=True)
+        self._update_priorities(dirty)
         return DeltaResult(
             added=tuple(new_specs),
             ready=tuple(ready),
@@ -304,7 +309,12 @@ class TaskGraph:
     def _check_new_tasks(self, specs: tuple[TaskSpec, ...]) -> dict[str, TaskSpec]:
         new: dict[str, TaskSpec] = {}
         for spec in specs:
-            if not spec.id or spec.id in self.tasks or spec.id in new:
+            if not spec.id:
+                raise GraphError(
+                    f"a task has an empty id (description {spec.description[:60]!r}); "
+                    f"give every task a unique, non-empty id"
+                )
+            if spec.id in self.tasks or spec.id in new:
                 raise DuplicateTaskError(spec.id)
             if not spec.description.strip():
                 raise EmptyDescriptionError(spec.id)
@@ -354,9 +364,7 @@ class TaskGraph:
             if state not in MUTABLE_STATES:
                 raise ImmutableTaskError(task_id, state)
 
-    def _check_acyclic(
-        self, new: Mapping[str, TaskSpec], edges: list[Edge], removed: list[Edge]
-    ) -> None:
+    def _check_acyclic(self, edges: list[Edge], removed: list[Edge]) -> None:
         """Raise CycleError if the new edges would close a cycle.
 
         Any new cycle runs through a new edge, so a depth-first search from the
@@ -421,45 +429,61 @@ class TaskGraph:
     ) -> None:
         """Replace a task's cost or output-size estimate and refresh priorities."""
         task = self.task(task_id)
-        changes: dict[str, float | int] = {}
+        spec = task.spec
         if cost_s is not None:
-            changes["cost_s"] = cost_s
+            spec = replace(spec, cost_s=cost_s)
         if output_tokens is not None:
-            changes["output_tokens"] = output_tokens
-        task.spec = replace(task.spec, **changes)  # type: ignore[arg-type]
+            spec = replace(spec, output_tokens=output_tokens)
+        task.spec = spec
         # A new C(v) changes W(u, v) for every dependency u; a new output size
         # changes W(v, s), which only D(v) reads.
-        self._update_priorities(self._preds[task_id] | {task_id}, rescale=True)
+        self._update_priorities(self._preds[task_id] | {task_id})
 
     def _active(self, task_id: str) -> bool:
         return self.tasks[task_id].state not in _INACTIVE
 
     def _compute_down(self, task_id: str) -> float:
+        transfer_s = self.transfer.transfer_s(self.tasks[task_id].spec.output_tokens)
         best = 0.0
         for succ in self._succs[task_id]:
-            if self._active(succ):
-                best = max(best, self.edge_weight(task_id, succ) + self._down[succ])
+            successor = self.tasks[succ]
+            if successor.state not in _INACTIVE:
+                weight = self._scale.edge_weight(successor.spec.cost_s, transfer_s)
+                best = max(best, weight + self._down[succ])
         return best
 
     def _current_scale(self) -> Scale:
-        active = [t for t in self.tasks.values() if t.state not in _INACTIVE]
-        costs = (t.spec.cost_s for t in active)
-        transfers = (
-            self.transfer_s(t.id)
-            for t in active
-            for succ in self._succs[t.id]
-            if self._active(succ)
-        )
+        """Return the scale that the current means of active tasks and edges give.
+
+        NOTE: in normalized mode this scans every task and edge on each update,
+        so the scale check is O(V + E) even when D is updated incrementally.
+        Running sums would avoid the scan, but their rounding error would have
+        to be kept from turning a zero mean into a tiny nonzero one.
+        """
+        if self.weighting == "seconds":
+            return compute_scale(self.weighting, (), ())
+        costs: list[float] = []
+        transfers: list[float] = []
+        for task_id, task in self.tasks.items():
+            if task.state in _INACTIVE:
+                continue
+            costs.append(task.spec.cost_s)
+            edges = sum(1 for succ in self._succs[task_id] if self._active(succ))
+            transfers.extend([self.transfer.transfer_s(task.spec.output_tokens)] * edges)
         return compute_scale(self.weighting, costs, transfers)
 
-    def _update_priorities(self, dirty: Iterable[str], *, rescale: bool) -> None:
-        if rescale:
-            scale = self._current_scale()
-            if drifted(self._scale, scale, self.renormalize_tolerance):
-                self._scale = scale
-                self._recompute_all()
-                return
-        self._propagate(set(dirty))
+    def _update_priorities(self, dirty: Iterable[str]) -> None:
+        """Bring D up to date after the outgoing weights of ``dirty`` tasks changed.
+
+        A new scale changes every weight and so needs a full recompute. That is
+        why the scale is renormalized only once it drifts past the tolerance.
+        """
+        scale = self._current_scale()
+        if drifted(self._scale, scale, self.renormalize_tolerance):
+            self._scale = scale
+            self._recompute_all()
+        else:
+            self._propagate(set(dirty))
 
     def _recompute_all(self) -> None:
         for task_id in reversed(self.topological_order()):

@@ -21,8 +21,9 @@ class GraphDelta:
 
     ``add`` brings new tasks, whose ``depends_on`` may name existing tasks or
     other tasks of the same delta. ``add_edges`` and ``remove_edges`` rewire
-    existing tasks that have not started. ``cancel`` cancels pending or ready
-    tasks together with everything that depends on them.
+    existing tasks that have not started. Removals apply before additions, so
+    an edge listed in both stays. ``cancel`` cancels pending or ready tasks
+    together with everything that depends on them.
     """
 
     add: tuple[TaskSpec, ...] = ()

@@ -17,6 +17,7 @@ for moving between states.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -49,6 +50,8 @@ class TaskSpec:
     id: str
     description: str
     role: str = DEFAULT_ROLE
+    # The dependencies as proposed; after a delta rewires the task,
+    # TaskGraph.predecessors() returns the current ones.
     depends_on: tuple[str, ...] = ()
     kind: TaskKind = "work"
     cost_s: float = 1.0
@@ -61,8 +64,11 @@ class TaskSpec:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.cost_s < 0:
-            raise ValueError(f"task {self.id!r}: cost_s must be >= 0, got {self.cost_s}")
+        # NaN fails every comparison, so `cost_s < 0` alone would let it through.
+        if not (math.isfinite(self.cost_s) and self.cost_s >= 0):
+            raise ValueError(
+                f"task {self.id!r}: cost_s must be a finite number >= 0, got {self.cost_s}"
+            )
         if self.output_tokens < 0:
             raise ValueError(
                 f"task {self.id!r}: output_tokens must be >= 0, got {self.output_tokens}"

@@ -20,6 +20,7 @@ This module holds formulas only; :mod:`dyntaskmas.graph.dag` applies them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -42,12 +43,12 @@ class TransferModel:
     network_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.prefill_s_per_token < 0:
-            raise ValueError(
-                f"prefill_s_per_token must be >= 0, got {self.prefill_s_per_token}"
-            )
-        if self.network_s < 0:
-            raise ValueError(f"network_s must be >= 0, got {self.network_s}")
+        for name, value in (
+            ("prefill_s_per_token", self.prefill_s_per_token),
+            ("network_s", self.network_s),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
     def transfer_s(self, output_tokens: int) -> float:
         """Return I(u, v) in seconds for an output of ``output_tokens`` tokens."""
