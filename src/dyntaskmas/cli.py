@@ -17,12 +17,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from dyntaskmas import __version__
 from dyntaskmas.errors import ConfigError, DynTaskMASError, EndpointUnavailableError
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
-from dyntaskmas.runner import BASE_URL_ENV_VAR, RunOptions, Runner
+from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -37,8 +38,19 @@ class InputError(ConfigError):
     """A request or input file is unusable."""
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as for every other error.
+
+    argparse's default prints the whole usage block before the message.
+    Subparsers are built from the parent's class, so they inherit this.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="dyntaskmas",
         description="Plan a request into a task graph and run it on parallel LLM agents.",
     )
@@ -129,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: 2)",
     )
     run.add_argument(
+        "--model-file",
+        metavar="PATH",
+        help="GGUF file for the embedded server instead of SmolLM2-135M-Instruct",
+    )
+    run.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object per request instead of text",
@@ -148,7 +165,9 @@ def read_requests(path: Path, limit: int | None = None) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read input file {str(path)!r}: {exc}") from None
 
-    if text.lstrip().startswith("["):
+    # A .json file, or text that opens like JSON, is parsed as JSON, so that
+    # a wrong shape is reported instead of run as the text of a request.
+    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
         requests = _requests_from_json(path, text)
     else:
         requests = [line.strip() for line in text.splitlines() if line.strip()]
@@ -170,7 +189,10 @@ def _requests_from_json(path: Path, text: str) -> list[str]:
             f"give a JSON list, or plain text with one request per line"
         ) from None
     if not isinstance(items, list):
-        raise InputError(f"input file {str(path)!r} must hold a JSON list")
+        raise InputError(
+            f"input file {str(path)!r} does not hold a JSON list; give a list of strings "
+            f"or of objects with a string 'question' field"
+        )
     requests = []
     for index, item in enumerate(items):
         if isinstance(item, str):
@@ -196,8 +218,21 @@ def check_request(request: str, *, where: str = "the request") -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    """Check the options under their flag names, then build RunOptions."""
+    if args.limit is not None and args.input is None:
+        raise ConfigError("--limit applies to --input only; drop it or give --input FILE")
+    minimums = [
+        ("--limit", args.limit, 1),
+        ("--agents", args.agents, 1),
+        ("--concurrency", args.concurrency, 1),
+        ("--max-depth", args.max_depth, 1),
+        ("--max-subtasks", args.max_subtasks, 2),
+        ("--max-tokens", args.max_tokens, 1),
+        ("--local-servers", args.local_servers, 1),
+    ]
+    for flag, value, minimum in minimums:
+        if value is not None and value < minimum:
+            raise ConfigError(f"{flag} must be >= {minimum}, got {value}")
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
     return RunOptions(
@@ -212,6 +247,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         request_timeout_s=args.timeout,
         weighting=args.weighting,
         local_servers=args.local_servers,
+        model_file=args.model_file,
     )
 
 

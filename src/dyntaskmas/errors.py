@@ -15,6 +15,7 @@ and what to do next; the offending ids and limits are kept as attributes.
     │   ├── UnknownTaskError
     │   └── ImmutableTaskError       a delta touches a running or finished task
     ├── PlanError                    planner output could not be used
+    │   └── InvalidPlanError         still invalid after the repair call
     ├── LLMError                     a call to a model endpoint failed
     │   ├── EndpointUnavailableError connection refused, DNS, server never ready
     │   ├── TransientLLMError        429, 5xx, timeout: retried, then raised
@@ -27,6 +28,10 @@ and what to do next; the offending ids and limits are kept as attributes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dyntaskmas.llm.types import Completion
 
 
 class DynTaskMASError(Exception):
@@ -127,6 +132,31 @@ class PlanError(DynTaskMASError):
     def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.problems = tuple(problems)
+
+
+class InvalidPlanError(PlanError):
+    """The model's decomposition was still invalid after the one repair call.
+
+    ``problems`` are those of the last attempt. ``completions`` holds every
+    model call made for the plan, so their tokens can still be accounted.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        problems: Iterable[str],
+        completions: Iterable[Completion] = (),
+    ) -> None:
+        listed = tuple(problems)
+        first = listed[0] if listed else "no problem was recorded"
+        more = f" (and {len(listed) - 1} more problems)" if len(listed) > 1 else ""
+        super().__init__(
+            f"the decomposition of task {task_id!r} is invalid after one repair call: "
+            f"{first}{more}; run the task without decomposing it, or use a larger model",
+            listed,
+        )
+        self.task_id = task_id
+        self.completions = tuple(completions)
 
 
 # --- LLM endpoints -----------------------------------------------------------

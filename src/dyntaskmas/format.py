@@ -34,7 +34,11 @@ def format_answer(result: RunResult) -> str:
 
 def format_tasks(result: RunResult) -> str:
     """Return one line per task: id, kind/role, agent, times, a timeline bar, dependencies."""
-    records = list(result.tasks)
+    # Start order reads like a Gantt chart; tasks that never started go last.
+    records = sorted(
+        result.tasks,
+        key=lambda r: (r.started_at is None, r.started_at or 0.0, r.finished_at or 0.0),
+    )
     id_width = max([len("task"), *(len(r.id) for r in records)])
     role_width = max([len("role"), *(len(r.role) for r in records)])
     agent_width = max([len("agent"), *(len(r.agent or "-") for r in records)])

@@ -30,7 +30,8 @@ from dyntaskmas.llm.embedded import EmbeddedServer
 from dyntaskmas.llm.endpoint import MODEL_ENV_VAR, Endpoint
 from dyntaskmas.llm.openai_backend import OpenAIChatModel
 from dyntaskmas.llm.types import ChatModel
-from dyntaskmas.planning.planner import Planner, PlanLimits
+from dyntaskmas.planning.planner import PlanLimits, Planner
+from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class RunOptions:
     flight per endpoint and defaults to the number of agents.
     ``local_servers`` is how many embedded server processes to start; each
     serves one request at a time, so two give real parallelism on two cores.
+    ``model_file`` replaces the embedded SmolLM2 weights with another GGUF file.
     """
 
     base_url: str | None = None
@@ -62,6 +64,7 @@ class RunOptions:
     request_timeout_s: float = 120.0
     weighting: Weighting = "normalized"
     local_servers: int = 2
+    model_file: str | None = None
     roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
 
     def __post_init__(self) -> None:
@@ -69,13 +72,24 @@ class RunOptions:
         if self.concurrency is not None:
             _at_least("concurrency", self.concurrency, 1)
         _at_least("max_depth", self.max_depth, 1)
-        _at_least("max_subtasks", self.max_subtasks, 1)
+        # The planner's own limits, checked here so that a bad value fails
+        # before any embedded server is started.
+        if not 2 <= self.max_subtasks <= MAX_SUBTASKS_LIMIT:
+            raise ConfigError(
+                f"max_subtasks must be between 2 and {MAX_SUBTASKS_LIMIT}, "
+                f"got {self.max_subtasks}"
+            )
         _at_least("work_max_tokens", self.work_max_tokens, 1)
         _at_least("answer_max_tokens", self.answer_max_tokens, 1)
         _at_least("local_servers", self.local_servers, 1)
         if self.request_timeout_s <= 0:
             raise ConfigError(
                 f"request timeout must be > 0 seconds, got {self.request_timeout_s}"
+            )
+        if self.model_file is not None and self.base_url is not None:
+            raise ConfigError(
+                "a model file is only used by the embedded server; drop either the "
+                "model file or the base URL"
             )
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(
@@ -132,6 +146,11 @@ class Runner:
     async def _open(self) -> None:
         options = self.options
         base_url = options.base_url or os.environ.get(BASE_URL_ENV_VAR) or None
+        if base_url is not None and options.model_file is not None:
+            raise ConfigError(
+                f"a model file is only used by the embedded server, but {BASE_URL_ENV_VAR} "
+                f"is set to {base_url}; unset it, or drop the model file"
+            )
         if base_url is None:
             self.endpoints = await self._start_embedded()
         else:
@@ -165,7 +184,7 @@ class Runner:
         threads = max(1, (os.cpu_count() or 1) // count)
         endpoints = []
         for index in range(1, count + 1):
-            server = EmbeddedServer(threads=threads)
+            server = EmbeddedServer(options.model_file, threads=threads)
             await self._stack.enter_async_context(server)
             endpoints.append(
                 Endpoint(
@@ -218,7 +237,8 @@ async def _served_models(endpoint: Endpoint) -> list[str]:
         return [item.id for item in page.data]
     except (openai.APIConnectionError, openai.APITimeoutError) as exc:
         raise EndpointUnavailableError(
-            f"cannot reach the endpoint {endpoint.base_url}: {exc}; check that the server "
+            f"cannot reach the endpoint {endpoint.base_url}: {str(exc).rstrip('.')}; "
+            f"check that the server "
             f"is running and the URL (including /v1) is right"
         ) from exc
     except openai.AuthenticationError as exc:
