@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"${BASE_URL_ENV_VAR}; if unset, the embedded SmolLM2 model is started)",
     )
     run.add_argument(
-        "--model", help="model name on that endpoint (default: $DYNTASKMAS_MODEL, or the only "
-        "model the endpoint lists)"
+        "--model",
+        help="model name on that endpoint (default: $DYNTASKMAS_MODEL, or the only "
+        "model the endpoint lists)",
     )
     run.add_argument(
         "--api-key-env",
@@ -105,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-depth",
         type=int,
         default=2,
-        help="decomposition levels: 1 plans once, 2 lets subtasks be planned again "
-        "(default: 2)",
+        help="decomposition levels: 1 plans once, 2 lets subtasks be planned again (default: 2)",
     )
     run.add_argument(
         "--max-subtasks", type=int, default=6, help="subtasks per decomposition (default: 6)"
@@ -137,8 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         metavar="N",
-        help="embedded model server processes, each serving one request at a time "
-        "(default: 2)",
+        help="embedded model server processes, each serving one request at a time (default: 2)",
     )
     run.add_argument(
         "--model-file",

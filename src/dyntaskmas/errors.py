@@ -66,9 +66,7 @@ class CycleError(GraphError):
     def __init__(self, cycle: Iterable[str]) -> None:
         self.cycle = tuple(cycle)
         path = " -> ".join([*self.cycle, self.cycle[0]]) if self.cycle else "?"
-        super().__init__(
-            f"dependencies form a cycle: {path}; remove one of these dependencies"
-        )
+        super().__init__(f"dependencies form a cycle: {path}; remove one of these dependencies")
 
 
 class UnknownDependencyError(GraphError):
@@ -88,9 +86,7 @@ class DuplicateTaskError(GraphError):
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
-        super().__init__(
-            f"task id {task_id!r} is used more than once; give each task a unique id"
-        )
+        super().__init__(f"task id {task_id!r} is used more than once; give each task a unique id")
 
 
 class EmptyDescriptionError(GraphError):
@@ -98,9 +94,7 @@ class EmptyDescriptionError(GraphError):
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
-        super().__init__(
-            f"task {task_id!r} has an empty description; describe the work it must do"
-        )
+        super().__init__(f"task {task_id!r} has an empty description; describe the work it must do")
 
 
 class UnknownTaskError(GraphError):
@@ -137,7 +131,7 @@ class PlanError(DynTaskMASError):
 class InvalidPlanError(PlanError):
     """The model's decomposition was still invalid after the one repair call.
 
-    ``problems`` are those of the last attempt. ``completions`` holds every
+    ``problems`` are those of the last attempt. ``completions`` contains every
     model call made for the plan, so their tokens can still be accounted.
     """
 

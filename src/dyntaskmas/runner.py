@@ -76,16 +76,13 @@ class RunOptions:
         # before any embedded server is started.
         if not 2 <= self.max_subtasks <= MAX_SUBTASKS_LIMIT:
             raise ConfigError(
-                f"max_subtasks must be between 2 and {MAX_SUBTASKS_LIMIT}, "
-                f"got {self.max_subtasks}"
+                f"max_subtasks must be between 2 and {MAX_SUBTASKS_LIMIT}, got {self.max_subtasks}"
             )
         _at_least("work_max_tokens", self.work_max_tokens, 1)
         _at_least("answer_max_tokens", self.answer_max_tokens, 1)
         _at_least("local_servers", self.local_servers, 1)
         if self.request_timeout_s <= 0:
-            raise ConfigError(
-                f"request timeout must be > 0 seconds, got {self.request_timeout_s}"
-            )
+            raise ConfigError(f"request timeout must be > 0 seconds, got {self.request_timeout_s}")
         if self.model_file is not None and self.base_url is not None:
             raise ConfigError(
                 "a model file is only used by the embedded server; drop either the "

@@ -73,7 +73,7 @@ async def test_join_runs_once_after_both_inputs() -> None:
 async def test_eight_agents_run_eight_tasks_at_once() -> None:
     """Eight independent 0.5 s tasks on eight agents take about 0.5 s.
 
-        t1  t2  t3  t4  t5  t6  t7  t8      (no edges)
+    t1  t2  t3  t4  t5  t6  t7  t8      (no edges)
     """
     ids = [f"t{k}" for k in range(1, 9)]
     handler = replies_by_task(dict.fromkeys(ids, 0.5))
@@ -91,7 +91,7 @@ async def test_eight_agents_run_eight_tasks_at_once() -> None:
 async def test_two_agents_run_eight_tasks_in_four_rounds() -> None:
     """Eight independent 0.5 s tasks on two agents take about 2 s.
 
-        t1  t2  t3  t4  t5  t6  t7  t8      (no edges)
+    t1  t2  t3  t4  t5  t6  t7  t8      (no edges)
     """
     ids = [f"t{k}" for k in range(1, 9)]
     handler = replies_by_task(dict.fromkeys(ids, 0.5))

@@ -29,7 +29,7 @@ REJECTED = ScriptedReply(status=400, error_message="prompt has 9000 tokens, the 
 async def test_rate_limited_task_waits_then_succeeds() -> None:
     """Two 429 replies with ``Retry-After: 1`` delay the task by at least 2 s.
 
-        only
+    only
     """
     handler = reply_sequence(RATE_LIMITED, RATE_LIMITED, output_of("only"))
     async with scripted_model(handler) as (server, model):
@@ -51,8 +51,8 @@ async def test_rate_limited_task_waits_then_succeeds() -> None:
 async def test_rejected_task_fails_and_cancels_descendants() -> None:
     """A 400 fails ``bad`` at once. Its descendants are not run, but ``good`` is.
 
-        bad --> child --> grandchild
-        good
+    bad --> child --> grandchild
+    good
     """
     handler = replies_by_task({"bad": REJECTED, "good": 0.3})
     async with scripted_model(handler) as (server, model):
@@ -84,8 +84,8 @@ async def test_rejected_task_fails_and_cancels_descendants() -> None:
 async def test_unserved_role_fails_only_its_task() -> None:
     """A task whose role no agent serves fails, naming the role. The rest runs.
 
-        legal (role lawyer) --> summary
-        facts
+    legal (role lawyer) --> summary
+    facts
     """
     async with scripted_model(replies_by_task({})) as (server, model):
         result = await make_engine(model, 2).run_graph(
@@ -106,7 +106,7 @@ async def test_unserved_role_fails_only_its_task() -> None:
 async def test_cancelled_final_task_leaves_no_answer() -> None:
     """When the last sink is cancelled, the run has no answer and says why.
 
-        bad --> answer
+    bad --> answer
     """
     handler = replies_by_task({"bad": REJECTED})
     async with scripted_model(handler) as (server, model):

@@ -142,10 +142,10 @@ def ids(result: RunResult) -> set[str]:
 async def test_plan_runs_subtasks_in_parallel() -> None:
     """A plan of two independent subtasks runs both at once, then the answer.
 
-        t.plan --> answer          before planning
-        t.plan --> answer
-        t.1 ------/                after: t.1 and t.2 feed the answer
-        t.2 -----/
+    t.plan --> answer          before planning
+    t.plan --> answer
+    t.1 ------/                after: t.1 and t.2 feed the answer
+    t.2 -----/
     """
     handler = PlanningHandler(
         decomposition(subtask("s1", MARIANA), subtask("s2", PUERTO_RICO)), work_delay_s=0.3
@@ -174,8 +174,8 @@ async def test_plan_runs_subtasks_in_parallel() -> None:
 async def test_invalid_plan_falls_back_to_one_task() -> None:
     """A plan that is a cycle twice makes the request run as one task.
 
-        t.plan --> answer
-        t.1 ------/           t.1 is the whole request
+    t.plan --> answer
+    t.1 ------/           t.1 is the whole request
     """
     cycle = decomposition(
         subtask("s1", MARIANA, depends_on=["s2"]), subtask("s2", PUERTO_RICO, depends_on=["s1"])
@@ -222,9 +222,7 @@ async def test_nested_plan_overlaps_first_level_work() -> None:
     assert tasks["t.2"].kind == "join"
 
     nested_calls = [call for call in server.calls if is_nested_plan_call(call)]
-    first_level_calls = [
-        call for call in server.calls if work_description(call.request) == MARIANA
-    ]
+    first_level_calls = [call for call in server.calls if work_description(call.request) == MARIANA]
     assert len(nested_calls) == 1
     assert len(first_level_calls) == 1
     nested_finished = nested_calls[0].finished_at

@@ -71,7 +71,7 @@ async def test_json_has_run_and_task_fields() -> None:
 async def test_json_of_failed_run_keeps_errors() -> None:
     """A failed task keeps its error. A cancelled one has no times and no agent.
 
-        bad --> after
+    bad --> after
     """
     rejected = ScriptedReply(status=400, error_message="unsupported parameter: foo")
     async with scripted_model(replies_by_task({"bad": rejected})) as (_, model):

@@ -88,9 +88,7 @@ class AgentPool:
         agent.tasks_run += 1
 
 
-def build_agents(
-    count: int, roles: Iterable[str], models: Mapping[str, ChatModel]
-) -> list[Agent]:
+def build_agents(count: int, roles: Iterable[str], models: Mapping[str, ChatModel]) -> list[Agent]:
     """Build ``count`` generalist agents serving every role, spread over ``models``.
 
     ``models`` maps endpoint names to models; agents go round-robin over them.

@@ -48,12 +48,12 @@ from dyntaskmas.engine.prompts import (
 )
 from dyntaskmas.engine.ready_queue import ReadyQueue
 from dyntaskmas.engine.result import RunResult, TaskRecord
-from dyntaskmas.errors import DynTaskMASError, PlanError, StuckRunError
+from dyntaskmas.errors import DynTaskMASError, InvalidPlanError, StuckRunError
 from dyntaskmas.graph.dag import TaskGraph
 from dyntaskmas.graph.delta import GraphDelta
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
-from dyntaskmas.llm.types import Completion, Usage
+from dyntaskmas.llm.types import ChatModel, Completion, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ ROOT_NAME = "t"
 class Decomposer(Protocol):
     """What the executor needs from a planner."""
 
-    async def decompose(self, request: str, task: TaskSpec) -> PlanOutcomeLike: ...
+    async def decompose(
+        self, request: str, task: TaskSpec, *, model: ChatModel | None = None
+    ) -> PlanOutcomeLike: ...
 
 
 class PlanOutcomeLike(Protocol):
@@ -118,7 +120,7 @@ class _Outcome:
     finished_at: float
     output: str | None = None
     error: str | None = None
-    delta: GraphDelta = GraphDelta()
+    delta: GraphDelta = field(default_factory=GraphDelta)
     completions: tuple[Completion, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -313,7 +315,7 @@ class Engine:
                 outcome = await self._call_model(run, spec, agent, started)
         except DynTaskMASError as exc:
             outcome = _Outcome(task_id, agent, started, self.clock.now(), error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - a task's bug must not crash the run
+        except Exception as exc:  # a bug in one task must not crash the run
             logger.exception("task %s raised an unexpected error", task_id)
             outcome = _Outcome(
                 task_id, agent, started, self.clock.now(), error=f"{type(exc).__name__}: {exc}"
@@ -352,12 +354,14 @@ class Engine:
         notes: list[str] = []
         completions: tuple[Completion, ...] = ()
         try:
-            plan = await self.planner.decompose(run.request or spec.description, subject)
+            plan = await self.planner.decompose(
+                run.request or spec.description, subject, model=agent.model
+            )
             new_specs = list(plan.specs)
             completions = tuple(plan.completions)
             notes.extend(f"plan {name}: {fix}" for fix in plan.fixes)
-        except PlanError as exc:
-            completions = tuple(getattr(exc, "completions", ()))
+        except InvalidPlanError as exc:
+            completions = exc.completions
             problems = "; ".join(exc.problems) or str(exc)
             notes.append(
                 f"planning {name!r} failed after one repair attempt ({problems}); "
@@ -378,8 +382,7 @@ class Engine:
             agent,
             started,
             self.clock.now(),
-            output=f"planned {len(new_specs)} subtasks: "
-            + ", ".join(s.id for s in new_specs),
+            output=f"planned {len(new_specs)} subtasks: " + ", ".join(s.id for s in new_specs),
             delta=delta,
             completions=completions,
             notes=tuple(notes),

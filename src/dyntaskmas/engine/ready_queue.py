@@ -92,7 +92,7 @@ class ReadyQueue:
     def _head(self, role: str) -> tuple[float, int, str] | None:
         heap = self._heaps.get(role)
         while heap:
-            neg_key, sequence, task_id = heap[0]
+            neg_key, _, task_id = heap[0]
             live = self._entries.get(task_id)
             if live is not None and live.role == role and live.key == -neg_key:
                 return heap[0]
