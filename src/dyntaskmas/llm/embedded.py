@@ -293,6 +293,9 @@ class EmbeddedServer:
             "--port", str(port),
             "--n_ctx", str(self.context_tokens),
             "--n_threads", str(self.threads),
+            # Prompt processing defaults to every CPU; with several servers on
+            # one machine that oversubscribes the cores and slows all of them.
+            "--n_threads_batch", str(self.threads),
             # With the default (true), a streamed completion is cut short as
             # soon as another request waits for the model.
             "--interrupt_requests", "false",
