@@ -29,8 +29,8 @@ from dyntaskmas.llm.embedded import check_llama_cpp_server
 from dyntaskmas.llm.endpoint import MODEL_ENV_VAR
 from dyntaskmas.llm.scripted import Handler, ScriptedLLMServer, ScriptedReply, ScriptedRequest
 from dyntaskmas.runner import BASE_URL_ENV_VAR
+from shared_paths import PARALLELQA
 
-PARALLELQA = Path("/work/shared/data/llmcompiler/parallelqa_dataset.json")
 COMMAND = Path(sys.executable).parent / "dyntaskmas"
 REQUEST = "Which is deeper, the Mariana Trench or the Puerto Rico Trench?"
 FINAL_ANSWER = "The Mariana Trench is deeper."

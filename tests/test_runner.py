@@ -19,8 +19,8 @@ from dyntaskmas.llm.embedded import check_llama_cpp_server, find_model_file
 from dyntaskmas.llm.endpoint import MODEL_ENV_VAR
 from dyntaskmas.llm.scripted import ScriptedLLMServer, ScriptedReply, ScriptedRequest
 from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions
+from shared_paths import PARALLELQA
 
-PARALLELQA = Path("/work/shared/data/llmcompiler/parallelqa_dataset.json")
 REQUEST = "Which is deeper, the Mariana Trench or the Puerto Rico Trench?"
 SUBTASKS = ("Find the depth of the Mariana Trench", "Find the depth of the Puerto Rico Trench")
 FINAL_ANSWER = "The Mariana Trench is deeper."
