@@ -12,7 +12,5 @@ from pathlib import Path
 
 _REPOSITORY = Path(__file__).resolve().parents[1]
 
-SHARED_DATA = Path(
-    os.environ.get("DYNTASKMAS_SHARED_DATA", _REPOSITORY.parent / "shared" / "data")
-)
+SHARED_DATA = Path(os.environ.get("DYNTASKMAS_SHARED_DATA", _REPOSITORY.parent / "shared" / "data"))
 PARALLELQA = SHARED_DATA / "llmcompiler" / "parallelqa_dataset.json"

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dyntaskmas.engine.agent_pool import Agent, AgentPool, build_agents
 from dyntaskmas.engine.executor import Engine, EngineConfig
 from dyntaskmas.engine.result import RunResult, TaskRecord
+from dyntaskmas.graph.priority import PriorityPolicy
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.llm.endpoint import Endpoint
 from dyntaskmas.llm.openai_backend import OpenAIChatModel
@@ -95,11 +96,15 @@ def make_engine(
     *,
     roles: Mapping[str, str] = ROLES,
     aging_per_s: float = 0.01,
+    priority: PriorityPolicy = "critical_path",
+    level_sync: bool = False,
 ) -> Engine:
     """Build an engine with ``agents`` generalists (or the given agents) on ``model``."""
     if isinstance(agents, int):
         agents = build_agents(agents, roles, {"scripted": model})
-    config = EngineConfig(roles=roles, aging_per_s=aging_per_s)
+    config = EngineConfig(
+        roles=roles, aging_per_s=aging_per_s, priority=priority, level_sync=level_sync
+    )
     return Engine(AgentPool(list(agents)), config=config)
 
 

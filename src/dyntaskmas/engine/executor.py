@@ -24,8 +24,15 @@ Task kinds:
 ``synthesize``
     one model call that writes the final answer from its inputs.
 
+Other policies, for comparison (``EngineConfig.priority`` and
+``level_sync``): ``fifo`` and ``paper_summary`` priorities from
+:mod:`dyntaskmas.graph.priority`; level-synchronous execution holds every
+task of level L back until all tasks of lower levels have finished, as
+superstep frameworks do.
+
 State of a run lives in :class:`_Run`: the graph, the ready queue, the
-running tasks and a queue of completions that the loop waits on.
+running tasks, a queue of completions that the loop waits on, and for the
+comparison policies the priorities and levels they need.
 """
 
 from __future__ import annotations
@@ -51,6 +58,12 @@ from dyntaskmas.engine.result import RunResult, TaskRecord
 from dyntaskmas.errors import DynTaskMASError, InvalidPlanError, StuckRunError
 from dyntaskmas.graph.dag import TaskGraph
 from dyntaskmas.graph.delta import GraphDelta
+from dyntaskmas.graph.priority import (
+    PRIORITY_POLICIES,
+    PriorityPolicy,
+    levels,
+    paper_summary_priorities,
+)
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
 from dyntaskmas.llm.types import ChatModel, Completion, Usage
@@ -98,12 +111,19 @@ class EngineConfig:
     aging_per_s: float = 0.01
     # Cost estimate for plan tasks, in seconds, before any are measured.
     plan_cost_s: float = 2.0
+    priority: PriorityPolicy = "critical_path"
+    level_sync: bool = False
 
     def __post_init__(self) -> None:
         if not self.roles:
             raise ValueError("at least one role is needed")
         if PLANNER_ROLE in self.roles:
             raise ValueError(f"role name {PLANNER_ROLE!r} is reserved for planning tasks")
+        if self.priority not in PRIORITY_POLICIES:
+            raise ValueError(
+                f"priority policy {self.priority!r} is unknown; use one of "
+                f"{', '.join(PRIORITY_POLICIES)}"
+            )
         for name in ("work_max_tokens", "answer_max_tokens"):
             value = getattr(self, name)
             if value < 1:
@@ -136,6 +156,13 @@ class _Run:
     joins: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     model_calls: list[Completion] = field(default_factory=list)
+    # Only for the comparison policies; recomputed after every graph delta.
+    paper_priority: dict[str, float] = field(default_factory=dict)
+    level: dict[str, int] = field(default_factory=dict)
+    # Level-synchronous execution: the level now allowed to run, and ready
+    # tasks of higher levels waiting for it.
+    current_level: int = 0
+    held: list[str] = field(default_factory=list)
 
 
 class Engine:
@@ -187,6 +214,7 @@ class Engine:
             started=self.clock.now(),
         )
         result = graph.apply(GraphDelta(add=tuple(specs), reason="initial graph"))
+        self._recompute_policy_state(run)
         self._route(run, result.ready)
         logger.info("run started: %d tasks, %d agents", len(graph), len(self.pool.agents))
 
@@ -194,6 +222,7 @@ class Engine:
             while True:
                 # Pick ready tasks and launch them on idle agents.
                 self._finish_joins(run)
+                self._release_next_level(run)
                 for task_id, agent in self._dispatch(run):
                     group.create_task(self._execute(run, task_id, agent))
                 if not run.running:
@@ -228,6 +257,8 @@ class Engine:
             spec = run.graph.task(task_id).spec
             if spec.kind == "join":
                 run.joins.append(task_id)
+            elif self.config.level_sync and run.level[task_id] > run.current_level:
+                run.held.append(task_id)
             elif spec.role not in self.pool.roles:
                 cancelled = run.graph.mark_failed(
                     task_id,
@@ -239,9 +270,37 @@ class Engine:
                 run.queue.push(
                     task_id,
                     role=spec.role,
-                    priority=run.graph.priority(task_id),
+                    priority=self._priority(run, task_id),
                     ready_at=self._now(run),
                 )
+
+    def _priority(self, run: _Run, task_id: str) -> float:
+        policy = self.config.priority
+        if policy == "fifo":
+            return 0.0
+        if policy == "paper_summary":
+            return run.paper_priority[task_id]
+        return run.graph.priority(task_id)
+
+    def _recompute_policy_state(self, run: _Run) -> None:
+        # NOTE: full recomputes, O(graph) per delta; acceptable because these
+        # policies exist for comparison runs, not for production use.
+        if self.config.priority == "paper_summary":
+            run.paper_priority = paper_summary_priorities(run.graph)
+        if self.config.level_sync:
+            run.level = levels(run.graph)
+
+    def _release_next_level(self, run: _Run) -> None:
+        """Open the next level once every task of the levels below has finished."""
+        while run.held:
+            blocking = any(
+                not task.finished and run.level[task.id] <= run.current_level for task in run.graph
+            )
+            if blocking:
+                return
+            run.current_level += 1
+            waiting, run.held = run.held, []
+            self._route(run, waiting)
 
     def _drop(self, run: _Run, task_ids: Iterable[str]) -> None:
         for task_id in task_ids:
@@ -284,6 +343,7 @@ class Engine:
             return
         if not outcome.delta.empty:
             delta_result = graph.apply(outcome.delta, now=finished_at)
+            self._recompute_policy_state(run)
             self._drop(run, delta_result.unready)
             self._drop(run, delta_result.cancelled)
             self._route(run, delta_result.ready)
@@ -298,7 +358,7 @@ class Engine:
                 run.queue.push(
                     task_id,
                     role=task.spec.role,
-                    priority=run.graph.priority(task_id),
+                    priority=self._priority(run, task_id),
                     ready_at=task.ready_at or 0.0,
                 )
 
