@@ -76,7 +76,7 @@ ROOT_NAME = "t"
 
 
 class Decomposer(Protocol):
-    """What the executor needs from a planner."""
+    """The planner interface the executor calls."""
 
     async def decompose(
         self, request: str, task: TaskSpec, *, model: ChatModel | None = None
@@ -132,7 +132,7 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What one task execution produced, handed from the task to the loop."""
+    """The result of one task execution, handed from the task to the loop."""
 
     task_id: str
     agent: Agent
@@ -162,7 +162,7 @@ class _Run:
     # Level-synchronous execution: the level now allowed to run, and ready
     # tasks of higher levels waiting for it.
     current_level: int = 0
-    held: list[str] = field(default_factory=list)
+    waiting_for_level: list[str] = field(default_factory=list)
 
 
 class Engine:
@@ -258,7 +258,7 @@ class Engine:
             if spec.kind == "join":
                 run.joins.append(task_id)
             elif self.config.level_sync and run.level[task_id] > run.current_level:
-                run.held.append(task_id)
+                run.waiting_for_level.append(task_id)
             elif spec.role not in self.pool.roles:
                 cancelled = run.graph.mark_failed(
                     task_id,
@@ -292,14 +292,14 @@ class Engine:
 
     def _release_next_level(self, run: _Run) -> None:
         """Open the next level once every task of the levels below has finished."""
-        while run.held:
+        while run.waiting_for_level:
             blocking = any(
                 not task.finished and run.level[task.id] <= run.current_level for task in run.graph
             )
             if blocking:
                 return
             run.current_level += 1
-            waiting, run.held = run.held, []
+            waiting, run.waiting_for_level = run.waiting_for_level, []
             self._route(run, waiting)
 
     def _drop(self, run: _Run, task_ids: Iterable[str]) -> None:
