@@ -2,6 +2,7 @@
 
     dyntaskmas run "REQUEST"              plan, run and print the answer
     dyntaskmas run --input FILE [--json]  one request per line, or a JSON list
+    dyntaskmas serve-sim [--port P]       serve the simulated LLM server over HTTP
 
 Exit codes: 0 every request answered; 1 a run finished without an answer;
 2 bad options or input, an unreachable endpoint, a missing model file;
@@ -14,16 +15,21 @@ import argparse
 import asyncio
 import json
 import logging
+import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from dyntaskmas import __version__
 from dyntaskmas.errors import ConfigError, DynTaskMASError, EndpointUnavailableError
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
 from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions
+
+if TYPE_CHECKING:
+    from dyntaskmas.sim.http_server import SimulatedLLMServer
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -149,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object per request instead of text",
     )
+    _add_serve_sim_parser(commands)
     return parser
 
 
@@ -275,12 +282,187 @@ async def _run_command(args: argparse.Namespace) -> int:
     return status
 
 
+# --- serve-sim: the simulated LLM server over HTTP -----------------------------
+
+
+def _add_serve_sim_parser(
+    commands: argparse._SubParsersAction[_OneLineErrorParser],
+) -> None:
+    serve = commands.add_parser(
+        "serve-sim",
+        help="serve the simulated batched LLM server over HTTP",
+        description="Serve an OpenAI-compatible simulated LLM server with continuous batching "
+        "and optional fault injection. It prints its base URL when ready and stops on Ctrl-C "
+        "or SIGTERM. Model latencies are simulated; fault delays are wall-clock seconds.",
+    )
+
+    # Where it listens and what it simulates.
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=0, help="port to listen on; 0 picks a free one (default: 0)"
+    )
+    serve.add_argument(
+        "--slots", type=int, default=32, help="requests decoded together in one batch (default: 32)"
+    )
+    serve.add_argument(
+        "--speedup",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="divide every simulated latency by X (default: 1)",
+    )
+    serve.add_argument(
+        "--seed", type=int, default=0, help="seed of fault and output-length draws (default: 0)"
+    )
+    serve.add_argument("--model", default=None, help="model name to serve (default: sim-8b)")
+    serve.add_argument(
+        "--max-context-tokens",
+        type=int,
+        metavar="TOKENS",
+        help="context window: prompt plus output tokens per request (default: unlimited)",
+    )
+
+    # How long the outputs are.
+    serve.add_argument(
+        "--output-lengths",
+        choices=("max-tokens", "conv", "code"),
+        default="max-tokens",
+        help="output length of a request: its max_tokens, or a draw from the Azure LLM "
+        "trace's conversation or code service, capped by max_tokens (default: max-tokens)",
+    )
+    serve.add_argument(
+        "--trace-dir",
+        type=Path,
+        metavar="DIR",
+        help="directory with the Azure trace CSV files, to draw from every request instead "
+        "of the built-in summary (needs --output-lengths conv or code)",
+    )
+
+    # Which requests fail, and how.
+    faults = serve.add_argument_group("fault injection (rates are probabilities per request)")
+    for flag, help_text in (
+        ("--rate-429", "respond with 429 and Retry-After"),
+        ("--rate-500", "respond with 500"),
+        ("--rate-slow", "wait --slow-s seconds before handling the request"),
+        ("--rate-malformed", "respond with 200 and a body that is not valid JSON"),
+        ("--rate-truncated", "close the connection half-way through the body"),
+    ):
+        faults.add_argument(
+            flag, type=float, default=0.0, metavar="R", help=f"{help_text} (default: 0)"
+        )
+    faults.add_argument(
+        "--retry-after",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="wait requested by each 429, in seconds (default: 1)",
+    )
+    faults.add_argument(
+        "--slow-s",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="delay of a slow response, in seconds (default: 5)",
+    )
+
+
+def sim_server_from_args(args: argparse.Namespace) -> SimulatedLLMServer:
+    """Check the serve-sim options under their flag names, then build the server."""
+    from dyntaskmas.sim.chat_model import DEFAULT_MODEL_NAME
+    from dyntaskmas.sim.faults import FaultConfig
+    from dyntaskmas.sim.http_server import SimulatedLLMServer
+    from dyntaskmas.sim.server_model import ServerConfig
+    from dyntaskmas.sim.workload_sizes import azure_sizes
+
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.slots < 1:
+        raise ConfigError(f"--slots must be >= 1, got {args.slots}")
+    if not (math.isfinite(args.speedup) and args.speedup > 0):
+        raise ConfigError(f"--speedup must be a number > 0, got {args.speedup}")
+    if args.max_context_tokens is not None and args.max_context_tokens < 1:
+        raise ConfigError(f"--max-context-tokens must be >= 1, got {args.max_context_tokens}")
+    rates = [
+        ("--rate-429", args.rate_429),
+        ("--rate-500", args.rate_500),
+        ("--rate-slow", args.rate_slow),
+        ("--rate-malformed", args.rate_malformed),
+        ("--rate-truncated", args.rate_truncated),
+    ]
+    for flag, rate in rates:
+        if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
+            raise ConfigError(f"{flag} must be between 0 and 1, got {rate}")
+    total = sum(rate for _, rate in rates)
+    if total > 1.0 + 1e-9:
+        raise ConfigError(
+            f"the fault rates add up to {total:g}, more than 1; a request gets at most one "
+            f"fault, so lower some rates"
+        )
+    for flag, seconds in (("--retry-after", args.retry_after), ("--slow-s", args.slow_s)):
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ConfigError(f"{flag} must be a number of seconds >= 0, got {seconds}")
+    if args.trace_dir is not None and args.output_lengths == "max-tokens":
+        raise ConfigError("--trace-dir needs --output-lengths conv or code")
+
+    output_lengths = None
+    if args.output_lengths != "max-tokens":
+        output_lengths = azure_sizes(args.trace_dir, args.output_lengths).output
+    return SimulatedLLMServer(
+        ServerConfig(slots=args.slots, max_context_tokens=args.max_context_tokens),
+        faults=FaultConfig(
+            rate_429=args.rate_429,
+            retry_after_s=args.retry_after,
+            rate_500=args.rate_500,
+            rate_slow=args.rate_slow,
+            slow_s=args.slow_s,
+            rate_malformed=args.rate_malformed,
+            rate_truncated=args.rate_truncated,
+        ),
+        host=args.host,
+        port=args.port,
+        model=args.model or DEFAULT_MODEL_NAME,
+        speedup=args.speedup,
+        seed=args.seed,
+        output_lengths=output_lengths,
+    )
+
+
+async def _serve_sim_command(args: argparse.Namespace) -> int:
+    server = sim_server_from_args(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Both signals stop the server cleanly, so Ctrl-C is not an interruption here.
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    try:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {args.host} port {args.port}: {exc.strerror or exc}; "
+                f"pick another --port or --host"
+            ) from None
+        try:
+            print(server.base_url, flush=True)
+            await stop.wait()
+        finally:
+            await server.stop()
+    finally:
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signal_number)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "serve-sim":
+            return asyncio.run(_serve_sim_command(args))
         return asyncio.run(_run_command(args))
     except KeyboardInterrupt:
         print("dyntaskmas: interrupted", file=sys.stderr)
