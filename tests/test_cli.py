@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 
-from dyntaskmas.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, MAX_REQUEST_CHARS, main
+from dyntaskmas.cli import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    MAX_REQUEST_CHARS,
+    main,
+    read_requests,
+)
 from dyntaskmas.errors import ConfigError
 from dyntaskmas.llm.embedded import check_llama_cpp_server
 from dyntaskmas.llm.endpoint import MODEL_ENV_VAR
@@ -277,6 +284,15 @@ def test_bad_input_file_exits_2(
     assert code == EXIT_USAGE
     assert out == ""
     assert_one_line_error(err, repr(path), *fragments)
+
+
+def test_text_line_starting_with_bracket(tmp_path: Path) -> None:
+    path = tmp_path / "requests.txt"
+    path.write_text("[urgent] What is 2+2?\nWhat is 3+3?\n", encoding="utf-8")
+
+    requests = read_requests(path)
+
+    assert requests == ["[urgent] What is 2+2?", "What is 3+3?"]
 
 
 def test_missing_input_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

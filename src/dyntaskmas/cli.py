@@ -26,6 +26,8 @@ from dyntaskmas import __version__
 from dyntaskmas.errors import ConfigError, DynTaskMASError, EndpointUnavailableError
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
+from dyntaskmas.llm.endpoint import STRUCTURED_OUTPUT_MODES
+from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions
 
 if TYPE_CHECKING:
@@ -115,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="decomposition levels: 1 plans once, 2 lets subtasks be planned again (default: 2)",
     )
     run.add_argument(
-        "--max-subtasks", type=int, default=6, help="subtasks per decomposition (default: 6)"
+        "--max-subtasks",
+        type=int,
+        default=6,
+        help=f"subtasks per decomposition, 2 to {MAX_SUBTASKS_LIMIT} (default: 6)",
     )
     run.add_argument(
         "--max-tokens",
@@ -146,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedded model server processes, each serving one request at a time (default: 2)",
     )
     run.add_argument(
+        "--structured-output",
+        choices=STRUCTURED_OUTPUT_MODES,
+        default="json_schema",
+        help="how plan calls ask the server for JSON: OpenAI's 'json_schema' "
+        "(vLLM, Ollama, OpenAI), 'json_object' with a schema (llama-cpp-python's "
+        "server), or 'none' (default: json_schema; ignored for the embedded model)",
+    )
+    run.add_argument(
         "--model-file",
         metavar="PATH",
         help="GGUF file for the embedded server instead of SmolLM2-135M-Instruct",
@@ -171,9 +184,10 @@ def read_requests(path: Path, limit: int | None = None) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read input file {str(path)!r}: {exc}") from None
 
-    # A .json file, or text that opens like JSON, is parsed as JSON, so that
-    # a wrong shape is reported instead of run as the text of a request.
-    if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
+    # A .json file is parsed as JSON, so that a wrong shape is reported
+    # instead of run as the text of a request. Other files are JSON only if
+    # they parse as JSON: a text line may well start with "[urgent]".
+    if path.suffix.lower() == ".json" or _parses_as_json(text):
         requests = _requests_from_json(path, text)
     else:
         requests = [line.strip() for line in text.splitlines() if line.strip()]
@@ -184,6 +198,16 @@ def read_requests(path: Path, limit: int | None = None) -> list[str]:
     for index, request in enumerate(requests, start=1):
         check_request(request, where=f"request {index} of {str(path)!r}")
     return requests
+
+
+def _parses_as_json(text: str) -> bool:
+    if not text.lstrip().startswith(("[", "{")):
+        return False
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _requests_from_json(path: Path, text: str) -> list[str]:
@@ -239,6 +263,10 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     for flag, value, minimum in minimums:
         if value is not None and value < minimum:
             raise ConfigError(f"{flag} must be >= {minimum}, got {value}")
+    if args.max_subtasks > MAX_SUBTASKS_LIMIT:
+        raise ConfigError(
+            f"--max-subtasks must be <= {MAX_SUBTASKS_LIMIT}, got {args.max_subtasks}"
+        )
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
     return RunOptions(
@@ -254,6 +282,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         weighting=args.weighting,
         local_servers=args.local_servers,
         model_file=args.model_file,
+        structured_output=args.structured_output,
     )
 
 

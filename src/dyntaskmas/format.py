@@ -69,10 +69,15 @@ def format_summary(result: RunResult) -> str:
     return (
         f"Run {result.status}: makespan {result.makespan_s:.2f} s, "
         f"sum of task durations {result.sequential_s:.2f} s ({speedup:.2f}x), "
-        f"up to {result.max_concurrency} tasks at once, {result.llm_calls} model calls, "
+        f"up to {_count(result.max_concurrency, 'task')} at once, "
+        f"{_count(result.llm_calls, 'model call')}, "
         f"{result.usage.prompt_tokens} prompt + {result.usage.completion_tokens} "
         f"completion tokens"
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _seconds(value: float | None) -> str:

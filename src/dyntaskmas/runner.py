@@ -27,7 +27,12 @@ from dyntaskmas.engine.result import RunResult
 from dyntaskmas.errors import ConfigError, EndpointUnavailableError
 from dyntaskmas.graph.weights import WEIGHTINGS, Weighting
 from dyntaskmas.llm.embedded import EmbeddedServer
-from dyntaskmas.llm.endpoint import MODEL_ENV_VAR, Endpoint
+from dyntaskmas.llm.endpoint import (
+    MODEL_ENV_VAR,
+    STRUCTURED_OUTPUT_MODES,
+    Endpoint,
+    StructuredOutputMode,
+)
 from dyntaskmas.llm.openai_backend import OpenAIChatModel
 from dyntaskmas.llm.types import ChatModel
 from dyntaskmas.planning.planner import PlanLimits, Planner
@@ -50,6 +55,8 @@ class RunOptions:
     ``local_servers`` is how many embedded server processes to start; each
     serves one request at a time, so two give real parallelism on two cores.
     ``model_file`` replaces the embedded SmolLM2 weights with another GGUF file.
+    ``structured_output`` is how plan calls ask a remote server for JSON;
+    the embedded server always gets the form it accepts.
     """
 
     base_url: str | None = None
@@ -65,6 +72,7 @@ class RunOptions:
     weighting: Weighting = "normalized"
     local_servers: int = 2
     model_file: str | None = None
+    structured_output: StructuredOutputMode = "json_schema"
     roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
 
     def __post_init__(self) -> None:
@@ -87,6 +95,11 @@ class RunOptions:
             raise ConfigError(
                 "a model file is only used by the embedded server; drop either the "
                 "model file or the base URL"
+            )
+        if self.structured_output not in STRUCTURED_OUTPUT_MODES:
+            raise ConfigError(
+                f"structured output mode {self.structured_output!r} is unknown; use one of "
+                f"{', '.join(STRUCTURED_OUTPUT_MODES)}"
             )
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(
@@ -161,7 +174,10 @@ class Runner:
             models[endpoint.name] = model
 
         roles = dict(options.roles)
-        pool = AgentPool(build_agents(options.agents, [*roles, PLANNER_ROLE], models))
+        pool = AgentPool(
+            build_agents(options.agents, [*roles, PLANNER_ROLE], models),
+            limits={endpoint.name: endpoint.limiter for endpoint in self.endpoints},
+        )
         planner = Planner(
             self._models[0],
             roles=roles,
@@ -207,9 +223,10 @@ class Runner:
         if model is None:
             if len(served) != 1:
                 listed = ", ".join(served[:10]) or "none"
+                hint = "" if served or "/v1" in base_url else "; the URL may lack its /v1 suffix"
                 raise ConfigError(
-                    f"no model given and {base_url} serves {len(served)} models ({listed}); "
-                    f"pass --model or set {MODEL_ENV_VAR}"
+                    f"no model given and {base_url} lists {len(served)} models ({listed}); "
+                    f"pass --model or set {MODEL_ENV_VAR}{hint}"
                 )
             model = served[0]
         return Endpoint(
@@ -217,6 +234,7 @@ class Runner:
             model=model,
             api_key=api_key,
             concurrency=options.concurrency or options.agents,
+            structured_output=options.structured_output,
         )
 
 

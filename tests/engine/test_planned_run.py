@@ -242,3 +242,25 @@ async def test_nested_plan_overlaps_first_level_work() -> None:
     assert result_text(PUERTO_RICO_SOURCES) in prompt
     assert result_text(PUERTO_RICO_SURVEY) in prompt
     assert result.answer == FINAL_ANSWER
+
+
+class RejectsStructuredOutput(PlanningHandler):
+    """A server that rejects any request carrying a response format, as some do."""
+
+    def __call__(self, request: ScriptedRequest) -> ScriptedReply:
+        if request.response_format is not None:
+            return ScriptedReply(status=400, error_message="response_format is not supported")
+        return super().__call__(request)
+
+
+async def test_rejected_plan_call_runs_single_task() -> None:
+    async with planned_engine(RejectsStructuredOutput(root_plan="")) as (server, engine):
+        result = await engine.run(REQUEST)
+
+    plan_calls = [call for call in server.calls if is_plan_call(call)]
+    assert result.status == "succeeded"
+    assert result.answer == FINAL_ANSWER
+    assert ids(result) == {"t.plan", "t.1", "answer"}
+    assert len(plan_calls) == 1
+    assert any("plan call failed" in note for note in result.notes)
+    assert any("response_format is not supported" in note for note in result.notes)

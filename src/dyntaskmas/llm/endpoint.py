@@ -23,7 +23,9 @@ from dyntaskmas.llm.limiter import BackoffGate, ConcurrencyLimiter
 #: ``"json_object"`` is llama-cpp-python's, ``{"type": "json_object", "schema": ...}``.
 #: llama-cpp-python 0.3.36 rejects the OpenAI form with HTTP 500, not 400,
 #: so a wrong mode there costs every retry before the error surfaces.
-StructuredOutputMode = Literal["json_schema", "json_object"]
+#: ``"none"`` sends no response format, for servers that reject both forms;
+#: the caller's prompt and its validation of the output then do all the work.
+StructuredOutputMode = Literal["json_schema", "json_object", "none"]
 
 DEFAULT_CONCURRENCY = 4
 
@@ -34,7 +36,7 @@ API_KEY_ENV_VARS = ("DYNTASKMAS_API_KEY", "OPENAI_API_KEY")
 #: ignore the key, but the OpenAI SDK requires one.
 PLACEHOLDER_API_KEY = "not-needed"
 
-_STRUCTURED_OUTPUT_MODES: frozenset[str] = frozenset({"json_schema", "json_object"})
+STRUCTURED_OUTPUT_MODES: tuple[StructuredOutputMode, ...] = ("json_schema", "json_object", "none")
 
 
 class Endpoint:
@@ -62,9 +64,9 @@ class Endpoint:
         self.model = _resolve_model(model, self.name)
         self._api_key = _resolve_api_key(api_key)
 
-        if structured_output not in _STRUCTURED_OUTPUT_MODES:
+        if structured_output not in STRUCTURED_OUTPUT_MODES:
             raise ConfigError(
-                f"structured_output must be one of {sorted(_STRUCTURED_OUTPUT_MODES)}, "
+                f"structured_output must be one of {sorted(STRUCTURED_OUTPUT_MODES)}, "
                 f"got {structured_output!r}"
             )
         self.structured_output: StructuredOutputMode = structured_output

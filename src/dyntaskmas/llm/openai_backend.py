@@ -117,7 +117,7 @@ class OpenAIChatModel:
         endpoint = self.endpoint
         message_params = [_message_param(message) for message in messages]
         extra_body = None
-        if json_schema is not None:
+        if json_schema is not None and endpoint.structured_output != "none":
             extra_body = _response_format_body(json_schema, endpoint)
         attempts = 0
         previous_delay_s: float | None = None

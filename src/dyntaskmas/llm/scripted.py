@@ -13,8 +13,9 @@ handler gets a :class:`ScriptedRequest` and returns a :class:`ScriptedReply`
 
 The server records every request with its arrival and finish times on its
 clock (monotonic seconds), so tests can check ordering, overlap and counts.
-It serves ``POST /v1/chat/completions``, streamed or not, and
-``GET /v1/models``. Errors use OpenAI's JSON shape,
+It serves ``POST /v1/chat/completions``, streamed or not,
+``GET /v1/models`` and, when given an ``embeddings`` handler,
+``POST /v1/embeddings``. Errors use OpenAI's JSON shape,
 ``{"error": {"message", "type", "code"}}``.
 """
 
@@ -27,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -98,6 +99,16 @@ class ScriptedRequest:
         return self.body.get("stream") is True
 
     @property
+    def inputs(self) -> list[str]:
+        """The texts of an embeddings request: its ``input``, as a list."""
+        value = self.body.get("input")
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return [item for item in value if isinstance(item, str)]
+        return []
+
+    @property
     def last_user_text(self) -> str:
         """The text of the last user message, or "" when there is none."""
         for message in reversed(self.messages):
@@ -139,6 +150,8 @@ class ScriptedReply:
 
 ReplyLike = ScriptedReply | str
 Handler = Callable[[ScriptedRequest], ReplyLike | Awaitable[ReplyLike]]
+#: Returns one vector per input text, or a ScriptedReply with an error status.
+EmbeddingsHandler = Callable[[ScriptedRequest], Sequence[Sequence[float]] | ScriptedReply]
 
 
 @dataclass
@@ -169,9 +182,13 @@ class ScriptedLLMServer:
         model: str = "scripted-model",
         clock: Clock | None = None,
         backlog: int = DEFAULT_BACKLOG,
+        embeddings: EmbeddingsHandler | None = None,
     ) -> None:
         self.model = model
         self.calls: list[RecordedCall] = []
+        #: Embeddings requests, kept apart so that ``calls`` holds chat requests only.
+        self.embedding_calls: list[ScriptedRequest] = []
+        self._embeddings = embeddings
         self.handler_errors: list[Exception] = []
         self._handler = handler
         self._clock: Clock = clock if clock is not None else MonotonicClock()
@@ -225,6 +242,7 @@ class ScriptedLLMServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_post("/v1/embeddings", self._handle_embeddings)
 
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -269,6 +287,55 @@ class ScriptedLLMServer:
                 "data": [
                     {"id": self.model, "object": "model", "created": 0, "owned_by": "dyntaskmas"}
                 ],
+            }
+        )
+
+    async def _handle_embeddings(self, http_request: web.Request) -> web.Response:
+        if self._embeddings is None:
+            return _error_response(
+                404,
+                "this scripted server was started without an embeddings handler",
+                None,
+                None,
+                {},
+            )
+        try:
+            body = await http_request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _error_response(400, f"request body is not valid JSON: {exc}", None, None, {})
+        if not isinstance(body, dict):
+            return _error_response(400, "request body must be a JSON object", None, None, {})
+
+        headers = {name.lower(): value for name, value in http_request.headers.items()}
+        request = ScriptedRequest(index=len(self.embedding_calls), body=body, headers=headers)
+        self.embedding_calls.append(request)
+        try:
+            result = self._embeddings(request)
+        except Exception as exc:
+            self.handler_errors.append(exc)
+            logger.warning(
+                "scripted embeddings handler raised on request %d: %r", request.index, exc
+            )
+            return _error_response(
+                500, f"scripted handler raised {exc!r}", "server_error", None, {}
+            )
+        if isinstance(result, ScriptedReply):
+            message = result.error_message or f"scripted error {result.status}"
+            return _error_response(
+                result.status, message, result.error_type, result.error_code, result.headers
+            )
+
+        data = [
+            {"object": "embedding", "index": index, "embedding": [float(x) for x in vector]}
+            for index, vector in enumerate(result)
+        ]
+        tokens = sum(_rough_tokens(text) for text in request.inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": request.model or self.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
 
