@@ -22,7 +22,13 @@ and what to do next; the offending ids and limits are kept as attributes.
     │   ├── LLMRequestError          4xx other than 429: not retried
     │   └── LLMResponseError         the endpoint answered something unusable
     ├── TaskFailedError              a task's execution raised
-    └── StuckRunError                pending tasks can never become ready
+    ├── StuckRunError                pending tasks can never become ready
+    └── ContextError                 the context repository rejected a read or write
+        ├── WriteConflictError       parallel writes to one key, no merge policy
+        ├── MergeError               values that the key's merge policy cannot merge
+        ├── VersionConflictError     a store's version moved after it was read
+        ├── CommitFailedError        a store failed in commit; all stores rolled back
+        └── ContextBudgetError       the prompt fills the window before any context
 """
 
 from __future__ import annotations
@@ -212,4 +218,113 @@ class StuckRunError(DynTaskMASError):
         super().__init__(
             f"run is stuck: tasks {shown}{more} wait on dependencies that will never "
             f"finish; this is a bug in the graph update that created them"
+        )
+
+
+# --- context -----------------------------------------------------------------
+
+
+class ContextError(DynTaskMASError):
+    """The context repository rejected a read or a write; no store was changed."""
+
+
+class WriteConflictError(ContextError):
+    """Two parallel updates changed one key (or one field of it) and no merge policy applies.
+
+    ``writer`` is the task whose update was rejected; ``other_writer`` wrote
+    the version that was committed first. ``field`` names the field of a
+    mapping value both changed, or is None for the whole value.
+    """
+
+    def __init__(
+        self,
+        scope: str,
+        key: str,
+        *,
+        writer: str,
+        other_writer: str,
+        field: str | None = None,
+    ) -> None:
+        self.scope = scope
+        self.key = key
+        self.writer = writer
+        self.other_writer = other_writer
+        self.field = field
+        target = f"field {field!r} of key {key!r}" if field is not None else f"key {key!r}"
+        super().__init__(
+            f"task {writer!r} and task {other_writer!r} both changed {target} in scope "
+            f"{scope!r}; the update of {writer!r} was rejected because the key has no merge "
+            f"policy; declare one (append, union, keep_first, priority) or write distinct keys"
+        )
+
+
+class MergeError(ContextError):
+    """The values written under a key do not fit the key's merge policy."""
+
+    def __init__(self, scope: str, key: str, policy: str, reason: str) -> None:
+        self.scope = scope
+        self.key = key
+        self.policy = policy
+        super().__init__(
+            f"cannot merge key {key!r} in scope {scope!r} with policy {policy!r}: {reason}"
+        )
+
+
+class VersionConflictError(ContextError):
+    """A prepared write found a newer version, or another transaction holds the key.
+
+    The commit coordinator retries these; one reaches the caller only after
+    the retries are used up. ``locked_by`` is the id of the transaction that
+    holds the key, or None when the version alone moved.
+    """
+
+    def __init__(
+        self,
+        store: str,
+        scope: str,
+        key: str,
+        *,
+        expected_version: int,
+        actual_version: int,
+        locked_by: str | None = None,
+    ) -> None:
+        self.store = store
+        self.scope = scope
+        self.key = key
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        self.locked_by = locked_by
+        if locked_by is not None:
+            reason = f"transaction {locked_by!r} holds the key"
+        else:
+            reason = f"expected version {expected_version}, found {actual_version}"
+        super().__init__(
+            f"store {store!r}: key {key!r} in scope {scope!r} changed after it was read "
+            f"({reason}); read it again and retry"
+        )
+
+
+class CommitFailedError(ContextError):
+    """A store raised while committing; every store of the update was rolled back."""
+
+    def __init__(self, transaction: str, store: str, reason: str) -> None:
+        self.transaction = transaction
+        self.store = store
+        super().__init__(
+            f"transaction {transaction!r} failed to commit in store {store!r} ({reason}); "
+            f"every store of the update was rolled back, so nothing was written"
+        )
+
+
+class ContextBudgetError(ContextError):
+    """The prompt without any context already leaves no room in the model's window."""
+
+    def __init__(self, window_tokens: int, prompt_tokens: int, completion_tokens: int) -> None:
+        self.window_tokens = window_tokens
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        super().__init__(
+            f"the prompt needs {prompt_tokens} tokens and the completion {completion_tokens}, "
+            f"which fills the model's {window_tokens}-token window before any context; "
+            f"shorten the task description, lower max_tokens or use a model with a larger window"
         )

@@ -241,7 +241,9 @@ class EmbeddedServer:
                     continue
                 raise
             except BaseException:
-                await self._stop_process()
+                # Cancelled or interrupted: nobody will read the log, so the
+                # temporary folder goes too.
+                await self.stop()
                 raise
             self._port = port
             logger.info(
