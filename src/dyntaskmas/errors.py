@@ -271,11 +271,11 @@ class MergeError(ContextError):
 
 
 class VersionConflictError(ContextError):
-    """A prepared write found a newer version, or another transaction holds the key.
+    """A prepared write found a newer version, or another transaction has locked the key.
 
     The commit coordinator retries these; one reaches the caller only after
     the retries are used up. ``locked_by`` is the id of the transaction that
-    holds the key, or None when the version alone moved.
+    has locked the key, or None when the version alone moved.
     """
 
     def __init__(
@@ -295,7 +295,7 @@ class VersionConflictError(ContextError):
         self.actual_version = actual_version
         self.locked_by = locked_by
         if locked_by is not None:
-            reason = f"transaction {locked_by!r} holds the key"
+            reason = f"transaction {locked_by!r} has locked the key"
         else:
             reason = f"expected version {expected_version}, found {actual_version}"
         super().__init__(

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import httpx2
 import openai
+import openai.resources.embeddings  # loads openai._extras, which defines one more error
 import pytest
 from openai.types.chat import ChatCompletion
 
@@ -131,6 +132,10 @@ CASES: dict[str, tuple[Callable[[], BaseException], type[LLMError]]] = {
     ),
     "openai.lib.azure.MutuallyExclusiveAuthError": (
         lambda: bare(_sdk_class("openai.lib.azure.MutuallyExclusiveAuthError")),
+        LLMError,
+    ),
+    "openai._extras._common.MissingDependencyError": (
+        lambda: bare(_sdk_class("openai._extras._common.MissingDependencyError")),
         LLMError,
     ),
 }

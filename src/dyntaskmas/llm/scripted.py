@@ -186,7 +186,7 @@ class ScriptedLLMServer:
     ) -> None:
         self.model = model
         self.calls: list[RecordedCall] = []
-        #: Embeddings requests, kept apart so that ``calls`` holds chat requests only.
+        #: Embeddings requests, kept apart so that ``calls`` contains chat requests only.
         self.embedding_calls: list[ScriptedRequest] = []
         self._embeddings = embeddings
         self.handler_errors: list[Exception] = []
