@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from dyntaskmas import __version__
+from dyntaskmas.context.relevance import DEFAULT_THETA
 from dyntaskmas.errors import ConfigError, DynTaskMASError, EndpointUnavailableError
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
@@ -151,6 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedded model server processes, each serving one request at a time (default: 2)",
     )
     run.add_argument(
+        "--theta",
+        type=float,
+        default=DEFAULT_THETA,
+        help="relevance threshold (Jaccard of tags, 0 to 1) for sharing a task's output "
+        f"with tasks other than its dependents (default: {DEFAULT_THETA})",
+    )
+    run.add_argument(
+        "--context-window",
+        type=int,
+        metavar="TOKENS",
+        help="the model's context window; no prompt exceeds it (default: the embedded "
+        "server's, or 8192 for --base-url)",
+    )
+    run.add_argument(
         "--structured-output",
         choices=STRUCTURED_OUTPUT_MODES,
         default="json_schema",
@@ -267,6 +282,10 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise ConfigError(
             f"--max-subtasks must be <= {MAX_SUBTASKS_LIMIT}, got {args.max_subtasks}"
         )
+    if not 0.0 <= args.theta <= 1.0:
+        raise ConfigError(f"--theta must be between 0 and 1, got {args.theta}")
+    if args.context_window is not None and args.context_window < 512:
+        raise ConfigError(f"--context-window must be >= 512 tokens, got {args.context_window}")
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
     return RunOptions(
@@ -283,6 +302,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         local_servers=args.local_servers,
         model_file=args.model_file,
         structured_output=args.structured_output,
+        theta=args.theta,
+        context_window_tokens=args.context_window,
     )
 
 

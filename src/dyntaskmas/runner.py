@@ -20,6 +20,8 @@ from types import TracebackType
 
 import openai
 
+from dyntaskmas.context.manager import ContextManager
+from dyntaskmas.context.relevance import DEFAULT_THETA
 from dyntaskmas.engine.agent_pool import AgentPool, build_agents
 from dyntaskmas.engine.executor import PLANNER_ROLE, Engine, EngineConfig
 from dyntaskmas.engine.prompts import DEFAULT_ROLES
@@ -41,6 +43,8 @@ from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 logger = logging.getLogger(__name__)
 
 BASE_URL_ENV_VAR = "DYNTASKMAS_BASE_URL"
+# A remote server's window is unknown to us; most current models take more.
+REMOTE_CONTEXT_WINDOW_TOKENS = 8192
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,10 @@ class RunOptions:
     serves one request at a time, so two give real parallelism on two cores.
     ``model_file`` replaces the embedded SmolLM2 weights with another GGUF file.
     ``structured_output`` is how plan calls ask a remote server for JSON;
-    the embedded server always gets the form it accepts.
+    the embedded server always gets the form it accepts. ``theta`` is the
+    relevance threshold for sharing outputs beyond a task's predecessors;
+    ``context_window_tokens`` is the model's window (default: the embedded
+    server's, or 8192 for a remote endpoint), which no prompt exceeds.
     """
 
     base_url: str | None = None
@@ -73,6 +80,8 @@ class RunOptions:
     local_servers: int = 2
     model_file: str | None = None
     structured_output: StructuredOutputMode = "json_schema"
+    theta: float = DEFAULT_THETA
+    context_window_tokens: int | None = None
     roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
 
     def __post_init__(self) -> None:
@@ -96,6 +105,10 @@ class RunOptions:
                 "a model file is only used by the embedded server; drop either the "
                 "model file or the base URL"
             )
+        if not 0.0 <= self.theta <= 1.0:
+            raise ConfigError(f"theta must be between 0 and 1, got {self.theta}")
+        if self.context_window_tokens is not None:
+            _at_least("context_window_tokens", self.context_window_tokens, 512)
         if self.structured_output not in STRUCTURED_OUTPUT_MODES:
             raise ConfigError(
                 f"structured output mode {self.structured_output!r} is unknown; use one of "
@@ -126,6 +139,7 @@ class Runner:
         self._models: list[OpenAIChatModel] = []
         self._stack = contextlib.AsyncExitStack()
         self._engine: Engine | None = None
+        self._default_window = REMOTE_CONTEXT_WINDOW_TOKENS
 
     async def __aenter__(self) -> Runner:
         try:
@@ -183,13 +197,19 @@ class Runner:
             roles=roles,
             limits=PlanLimits(max_subtasks=options.max_subtasks, max_depth=options.max_depth),
         )
+        window = options.context_window_tokens or self._default_window
         config = EngineConfig(
             roles=roles,
             work_max_tokens=options.work_max_tokens,
             answer_max_tokens=options.answer_max_tokens,
             weighting=options.weighting,
+            context_window_tokens=window,
         )
-        self._engine = Engine(pool, planner=planner, config=config)
+
+        def new_context(run_id: str) -> ContextManager:
+            return ContextManager(run_id, theta=options.theta)
+
+        self._engine = Engine(pool, planner=planner, config=config, context=new_context)
 
     async def _start_embedded(self) -> list[Endpoint]:
         options = self.options
@@ -199,6 +219,7 @@ class Runner:
         for index in range(1, count + 1):
             server = EmbeddedServer(options.model_file, threads=threads)
             await self._stack.enter_async_context(server)
+            self._default_window = server.context_tokens
             endpoints.append(
                 Endpoint(
                     server.base_url,

@@ -10,10 +10,18 @@ accumulated busy time, then by name for determinism. Checking the endpoint's
 slots here, rather than letting the task wait inside the HTTP client, keeps
 waiting tasks in the ready queue, where priority decides who goes next, and
 makes a task's start time the moment its request can really be served.
+
+The pool answers both questions of a dispatch without scanning its agents:
+it keeps, per endpoint, how many idle agents serve each role, and per
+endpoint and role a heap of idle agents by ``(busy_s, name)``. So a
+dispatch costs O(endpoints x roles + log agents), which matters with
+hundreds of agents. Only :meth:`AgentPool.assign` and
+:meth:`AgentPool.release` may change who is idle.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +70,17 @@ class AgentPool:
     agents: list[Agent]
     limits: Mapping[str, SlotLimit] = field(default_factory=dict)
     _running: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+    # Endpoint -> role -> idle agents on that endpoint serving that role.
+    _idle_count: dict[str, Counter[str]] = field(default_factory=dict, init=False, repr=False)
+    # (endpoint, role) -> heap of (busy_s, name, agent index, version) over
+    # idle agents. An entry is live only while its agent is idle and its
+    # version is the agent's current one; others are skipped when met.
+    _idle_heap: dict[tuple[str, str], list[tuple[float, str, int, int]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _endpoints_of_role: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+    _version: list[int] = field(default_factory=list, init=False, repr=False)
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         names = [agent.name for agent in self.agents]
@@ -70,44 +89,86 @@ class AgentPool:
             raise ValueError(f"agent names must be unique; repeated: {', '.join(duplicates)}")
         if not self.agents:
             raise ValueError("an agent pool needs at least one agent")
+        self._version = [0] * len(self.agents)
+        for index, agent in enumerate(self.agents):
+            self._index[agent.name] = index
+            self._idle_count.setdefault(agent.endpoint, Counter())
+            for role in agent.roles:
+                endpoints = self._endpoints_of_role.setdefault(role, [])
+                if agent.endpoint not in endpoints:
+                    endpoints.append(agent.endpoint)
+                self._idle_heap.setdefault((agent.endpoint, role), [])
+            if agent.idle:
+                self._mark_idle(index)
+            else:
+                self._running[agent.endpoint] += 1
 
     @property
     def roles(self) -> frozenset[str]:
         """Return every role some agent serves."""
-        return frozenset().union(*(agent.roles for agent in self.agents))
+        return frozenset(self._endpoints_of_role)
 
     def idle_roles(self) -> set[str]:
         """Return the roles served by at least one agent that can start a task now."""
-        return {role for agent in self.agents if self._available(agent) for role in agent.roles}
+        roles: set[str] = set()
+        for endpoint, counts in self._idle_count.items():
+            if self.has_room(endpoint):
+                roles.update(role for role, count in counts.items() if count > 0)
+        return roles
 
     def has_room(self, endpoint: str) -> bool:
         """Tell whether ``endpoint`` can take one more task under its limit."""
         limiter = self.limits.get(endpoint)
         return limiter is None or self._running[endpoint] < limiter.limit
 
-    def _available(self, agent: Agent) -> bool:
-        return agent.idle and self.has_room(agent.endpoint)
-
     def busy_count(self) -> int:
-        return sum(1 for agent in self.agents if not agent.idle)
+        return sum(self._running.values())
 
     def choose(self, role: str) -> Agent | None:
         """Return the available agent best suited to ``role``, or None if none can take it."""
-        candidates = [a for a in self.agents if role in a.roles and self._available(a)]
-        if not candidates:
-            return None
-        return min(candidates, key=lambda agent: (agent.busy_s, agent.name))
+        best: tuple[float, str, int, int] | None = None
+        for endpoint in self._endpoints_of_role.get(role, ()):
+            if not self.has_room(endpoint):
+                continue
+            head = self._live_head(self._idle_heap[(endpoint, role)])
+            if head is not None and (best is None or head < best):
+                best = head
+        return self.agents[best[2]] if best is not None else None
 
     def assign(self, agent: Agent, task_id: str) -> None:
         assert agent.idle, f"agent {agent.name} is already running {agent.current_task}"
         agent.current_task = task_id
         self._running[agent.endpoint] += 1
+        index = self._index[agent.name]
+        self._version[index] += 1
+        counts = self._idle_count[agent.endpoint]
+        for role in agent.roles:
+            counts[role] -= 1
 
     def release(self, agent: Agent, busy_s: float) -> None:
         agent.current_task = None
         self._running[agent.endpoint] -= 1
         agent.busy_s += busy_s
         agent.tasks_run += 1
+        self._mark_idle(self._index[agent.name])
+
+    def _mark_idle(self, index: int) -> None:
+        agent = self.agents[index]
+        counts = self._idle_count[agent.endpoint]
+        entry = (agent.busy_s, agent.name, index, self._version[index])
+        for role in agent.roles:
+            counts[role] += 1
+            heapq.heappush(self._idle_heap[(agent.endpoint, role)], entry)
+
+    def _live_head(
+        self, heap: list[tuple[float, str, int, int]]
+    ) -> tuple[float, str, int, int] | None:
+        while heap:
+            _, _, index, version = heap[0]
+            if self.agents[index].idle and self._version[index] == version:
+                return heap[0]
+            heapq.heappop(heap)  # stale: the agent was assigned since this entry
+        return None
 
 
 def build_agents(count: int, roles: Iterable[str], models: Mapping[str, ChatModel]) -> list[Agent]:

@@ -38,12 +38,14 @@ comparison policies the priorities and levels they need.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 from dyntaskmas.clock import Clock, MonotonicClock
+from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.engine.agent_pool import Agent, AgentPool
 from dyntaskmas.engine.prompts import (
     DEFAULT_ROLES,
@@ -66,7 +68,7 @@ from dyntaskmas.graph.priority import (
 )
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
-from dyntaskmas.llm.types import ChatModel, Completion, Usage
+from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,9 @@ class EngineConfig:
     plan_cost_s: float = 2.0
     priority: PriorityPolicy = "critical_path"
     level_sync: bool = False
+    # The model's context window in tokens; prompts built with a context
+    # manager never exceed it.
+    context_window_tokens: int = 8192
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -156,6 +161,7 @@ class _Run:
     joins: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     model_calls: list[Completion] = field(default_factory=list)
+    context: ContextManager | None = None
     # Only for the comparison policies; recomputed after every graph delta.
     paper_priority: dict[str, float] = field(default_factory=dict)
     level: dict[str, int] = field(default_factory=dict)
@@ -163,10 +169,19 @@ class _Run:
     # tasks of higher levels waiting for it.
     current_level: int = 0
     waiting_for_level: list[str] = field(default_factory=list)
+    # _natural_key of each id seen, so inputs and records sort without
+    # re-parsing ids: a task's id is parsed once, not once per dependent.
+    natural_keys: dict[str, tuple[tuple[int, int | str], ...]] = field(default_factory=dict)
 
 
 class Engine:
-    """Runs requests (planned) or ready-made graphs on an agent pool."""
+    """Runs requests (planned) or ready-made graphs on an agent pool.
+
+    ``context`` builds a context manager for each run from the run's id.
+    With one, every output is published to it and every prompt's inputs are
+    chosen by it within the model's window; without one, a task's prompt
+    holds its direct predecessors' outputs in full.
+    """
 
     def __init__(
         self,
@@ -175,11 +190,14 @@ class Engine:
         planner: Decomposer | None = None,
         config: EngineConfig | None = None,
         clock: Clock | None = None,
+        context: Callable[[str], ContextManager] | None = None,
     ) -> None:
         self.pool = pool
         self.planner = planner
         self.config = config or EngineConfig()
         self.clock = clock or MonotonicClock()
+        self.context_factory = context
+        self._runs = itertools.count(1)
 
     async def run(self, request: str) -> RunResult:
         """Plan ``request`` into a task graph, run it, and return the answer."""
@@ -213,6 +231,8 @@ class Engine:
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
         )
+        if self.context_factory is not None:
+            run.context = self.context_factory(f"run-{next(self._runs)}")
         result = graph.apply(GraphDelta(add=tuple(specs), reason="initial graph"))
         self._recompute_policy_state(run)
         self._route(run, result.ready)
@@ -221,7 +241,7 @@ class Engine:
         async with asyncio.TaskGroup() as group:
             while True:
                 # Pick ready tasks and launch them on idle agents.
-                self._finish_joins(run)
+                await self._finish_joins(run)
                 self._release_next_level(run)
                 for task_id, agent in self._dispatch(run):
                     group.create_task(self._execute(run, task_id, agent))
@@ -319,15 +339,28 @@ class Engine:
             run.running.add(task_id)
             launched.append((task_id, agent))
 
-    def _finish_joins(self, run: _Run) -> None:
+    async def _finish_joins(self, run: _Run) -> None:
         while run.joins:
             task_id = run.joins.pop(0)
             now = self._now(run)
             task = run.graph.task(task_id)
             inherited = set(task.spec.meta.get("inherit", ()))
             inputs = [i for i in self._inputs(run, task_id) if i.task_id not in inherited]
+            output = join_output(inputs)
             run.graph.mark_running(task_id, agent=None, now=now)
-            self._route(run, run.graph.mark_done(task_id, join_output(inputs), now=now))
+            # Dependents of a join read its output from the context manager,
+            # so it is published before they can become ready.
+            await self._publish(run, task.spec, output)
+            self._route(run, run.graph.mark_done(task_id, output, now=now))
+
+    async def _publish(self, run: _Run, spec: TaskSpec, output: str) -> None:
+        if run.context is None:
+            return
+        result = await run.context.publish(
+            spec.id, output, description=spec.description, tags=spec.tags or None
+        )
+        for error in result.errors:
+            run.notes.append(f"context update of task {spec.id!r} was rejected: {error}")
 
     def _apply(self, run: _Run, outcome: _Outcome) -> None:
         run.running.discard(outcome.task_id)
@@ -386,16 +419,31 @@ class Engine:
         self, run: _Run, spec: TaskSpec, agent: Agent, started: float
     ) -> _Outcome:
         inputs = self._inputs(run, spec.id)
-        if spec.kind == "synthesize":
-            messages = synthesis_messages(run.request, inputs)
-            max_tokens = self.config.answer_max_tokens
-        else:
-            description = self.config.roles.get(spec.role, "does the task it is given")
-            messages = work_messages(run.request or spec.description, spec, inputs, description)
-            max_tokens = self.config.work_max_tokens
+        synthesis = spec.kind == "synthesize"
+        max_tokens = self.config.answer_max_tokens if synthesis else self.config.work_max_tokens
+        role_description = self.config.roles.get(spec.role, "does the task it is given")
+        request = run.request or spec.description
+
+        def build(context: str = "") -> list[ChatMessage]:
+            if synthesis:
+                return synthesis_messages(run.request, inputs, context=context)
+            return work_messages(request, spec, inputs, role_description, context=context)
+
+        messages = build()
+        if run.context is not None:
+            # The budget is what the window leaves after the prompt without
+            # its inputs, plus room for the heading, and the completion.
+            bare = build(context=" ")
+            budget = run.context.budget_for(self.config.context_window_tokens, bare, max_tokens)
+            selection = await run.context.context_for(
+                spec, [item.task_id for item in inputs], budget
+            )
+            messages = build(context=selection.render())
+
         completion = await agent.model.complete(
             messages, max_tokens=max_tokens, temperature=self.config.temperature
         )
+        await self._publish(run, spec, completion.text)
         return _Outcome(
             spec.id,
             agent,
@@ -505,12 +553,22 @@ class Engine:
     def _inputs(self, run: _Run, task_id: str) -> list[Input]:
         graph = run.graph
         inputs = []
-        for pred in sorted(graph.predecessors(task_id), key=_natural_key):
+        for pred in self._natural_order(run, graph.predecessors(task_id)):
             task = graph.task(pred)
             if task.spec.kind == "plan":
                 continue
             inputs.append(Input(pred, task.spec.description, task.output or ""))
         return inputs
+
+    def _natural_order(self, run: _Run, task_ids: Collection[str]) -> list[str]:
+        """Return ``task_ids`` sorted by :func:`_natural_key`."""
+        if len(task_ids) < 2:
+            return list(task_ids)
+        keys = run.natural_keys
+        for task_id in task_ids:
+            if task_id not in keys:
+                keys[task_id] = _natural_key(task_id)
+        return sorted(task_ids, key=keys.__getitem__)
 
     def _first_role(self) -> str:
         return next(iter(self.config.roles))
@@ -530,7 +588,7 @@ class Engine:
                     description=task.spec.description,
                     role=task.spec.role,
                     kind=task.spec.kind,
-                    depends_on=tuple(sorted(graph.predecessors(task.id), key=_natural_key)),
+                    depends_on=tuple(self._natural_order(run, graph.predecessors(task.id))),
                     state=task.state,
                     agent=task.agent,
                     started_at=task.started_at,
@@ -562,6 +620,7 @@ class Engine:
             llm_calls=len(run.model_calls),
             usage=usage,
             notes=tuple(notes),
+            context=asdict(run.context.stats) if run.context is not None else None,
         )
 
 

@@ -33,29 +33,47 @@ class Input:
     output: str
 
 
+CONTEXT_HEADING = "Results from other tasks:"
+
+
 def work_messages(
-    request: str, spec: TaskSpec, inputs: Sequence[Input], role_description: str
+    request: str,
+    spec: TaskSpec,
+    inputs: Sequence[Input],
+    role_description: str,
+    *,
+    context: str = "",
 ) -> list[ChatMessage]:
-    """Build the messages for a work task."""
+    """Build the messages for a work task.
+
+    ``context`` is text the context manager selected (predecessors' outputs
+    and relevant updates within the token budget); it replaces ``inputs``.
+    """
     system = (
         f"You are the {spec.role} of a team of agents: you {role_description}. "
         "Do only your own task, and answer in a few sentences."
     )
     parts = [f"Overall request: {request}", f"Your task: {spec.description}"]
-    if inputs:
+    if context:
+        parts.extend([CONTEXT_HEADING, context])
+    elif inputs:
         parts.append("Results from the tasks yours depends on:")
         parts.extend(_format_input(item) for item in inputs)
     return [ChatMessage("system", system), ChatMessage("user", "\n\n".join(parts))]
 
 
-def synthesis_messages(request: str, inputs: Sequence[Input]) -> list[ChatMessage]:
-    """Build the messages for the final answer."""
+def synthesis_messages(
+    request: str, inputs: Sequence[Input], *, context: str = ""
+) -> list[ChatMessage]:
+    """Build the messages for the final answer; ``context`` replaces ``inputs``."""
     system = (
         "You write the final answer to a request from the results of the "
         "subtasks that were run for it. Use the results; be direct and brief."
     )
     parts = [f"Request: {request}"]
-    if inputs:
+    if context:
+        parts.extend(["Results of the subtasks:", context])
+    elif inputs:
         parts.append("Results of the subtasks:")
         parts.extend(_format_input(item) for item in inputs)
     parts.append("Final answer:")

@@ -8,6 +8,7 @@ with.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -58,6 +59,9 @@ class RunResult:
     llm_calls: int
     usage: Usage
     notes: tuple[str, ...] = ()
+    # Counters of the run's context manager (updates delivered, tokens moved,
+    # entries left out...), or None for a run without one.
+    context: Mapping[str, int] | None = None
 
     @property
     def max_concurrency(self) -> int:
@@ -100,4 +104,5 @@ class RunResult:
                 "completion_tokens": self.usage.completion_tokens,
             },
             "notes": list(self.notes),
+            "context": dict(self.context) if self.context is not None else None,
         }
