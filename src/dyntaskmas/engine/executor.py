@@ -69,6 +69,16 @@ from dyntaskmas.graph.priority import (
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
 from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
+from dyntaskmas.observe.events import (
+    EventBus,
+    GraphChanged,
+    RunFinished,
+    RunStarted,
+    TaskFailed,
+    TaskFinished,
+    TaskReady,
+    TaskStarted,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +162,7 @@ class _Outcome:
 
 @dataclass
 class _Run:
+    run_id: str
     request: str
     graph: TaskGraph
     queue: ReadyQueue
@@ -177,7 +188,9 @@ class _Run:
 class Engine:
     """Runs requests (planned) or ready-made graphs on an agent pool.
 
-    ``context`` builds a context manager for each run from the run's id.
+    ``events`` receives every state change of every run (see
+    :mod:`dyntaskmas.observe.events`). ``context`` builds a context manager
+    for each run from the run's id.
     With one, every output is published to it and every prompt's inputs are
     chosen by it within the model's window; without one, a task's prompt
     holds its direct predecessors' outputs in full.
@@ -191,12 +204,14 @@ class Engine:
         config: EngineConfig | None = None,
         clock: Clock | None = None,
         context: Callable[[str], ContextManager] | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.pool = pool
         self.planner = planner
         self.config = config or EngineConfig()
         self.clock = clock or MonotonicClock()
         self.context_factory = context
+        self.events = events if events is not None else EventBus()
         self._runs = itertools.count(1)
 
     async def run(self, request: str) -> RunResult:
@@ -226,16 +241,16 @@ class Engine:
         """Run a ready-made graph; the answer is the output of its last sink."""
         graph = TaskGraph(weighting=self.config.weighting, transfer=self.config.transfer)
         run = _Run(
+            run_id=f"run-{next(self._runs)}",
             request=request,
             graph=graph,
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
         )
         if self.context_factory is not None:
-            run.context = self.context_factory(f"run-{next(self._runs)}")
-        result = graph.apply(GraphDelta(add=tuple(specs), reason="initial graph"))
-        self._recompute_policy_state(run)
-        self._route(run, result.ready)
+            run.context = self.context_factory(run.run_id)
+        self.events.emit(RunStarted(run.run_id, 0.0, request, len(self.pool.agents)))
+        self._apply_delta(run, GraphDelta(add=tuple(specs), reason="initial graph"), now=0.0)
         logger.info("run started: %d tasks, %d agents", len(graph), len(self.pool.agents))
 
         async with asyncio.TaskGroup() as group:
@@ -258,6 +273,15 @@ class Engine:
         if unfinished:
             raise StuckRunError(unfinished)
         outcome_result = self._result(run)
+        self.events.emit(
+            RunFinished(
+                run.run_id,
+                outcome_result.makespan_s,
+                outcome_result.status,
+                outcome_result.makespan_s,
+                outcome_result.llm_calls,
+            )
+        )
         logger.info(
             "run finished: %s in %.2f s, %d model calls",
             outcome_result.status,
@@ -280,19 +304,17 @@ class Engine:
             elif self.config.level_sync and run.level[task_id] > run.current_level:
                 run.waiting_for_level.append(task_id)
             elif spec.role not in self.pool.roles:
-                cancelled = run.graph.mark_failed(
+                self._fail(
+                    run,
                     task_id,
                     f"no agent serves role {spec.role!r}; add an agent with that role",
                     now=self._now(run),
                 )
-                self._drop(run, cancelled)
             else:
-                run.queue.push(
-                    task_id,
-                    role=spec.role,
-                    priority=self._priority(run, task_id),
-                    ready_at=self._now(run),
-                )
+                now = self._now(run)
+                priority = self._priority(run, task_id)
+                run.queue.push(task_id, role=spec.role, priority=priority, ready_at=now)
+                self.events.emit(TaskReady(run.run_id, now, task_id, priority))
 
     def _priority(self, run: _Run, task_id: str) -> float:
         policy = self.config.priority
@@ -335,7 +357,9 @@ class Engine:
             agent = self.pool.choose(run.graph.task(task_id).spec.role)
             assert agent is not None, "pop_best only returns roles with an idle agent"
             self.pool.assign(agent, task_id)
-            run.graph.mark_running(task_id, agent=agent.name, now=self._now(run))
+            now = self._now(run)
+            run.graph.mark_running(task_id, agent=agent.name, now=now)
+            self.events.emit(TaskStarted(run.run_id, now, task_id, agent.name, agent.endpoint))
             run.running.add(task_id)
             launched.append((task_id, agent))
 
@@ -348,9 +372,11 @@ class Engine:
             inputs = [i for i in self._inputs(run, task_id) if i.task_id not in inherited]
             output = join_output(inputs)
             run.graph.mark_running(task_id, agent=None, now=now)
+            self.events.emit(TaskStarted(run.run_id, now, task_id, None, None))
             # Dependents of a join read its output from the context manager,
             # so it is published before they can become ready.
             await self._publish(run, task.spec, output)
+            self.events.emit(TaskFinished(run.run_id, now, task_id, None, output, 0.0, 0, 0))
             self._route(run, run.graph.mark_done(task_id, output, now=now))
 
     async def _publish(self, run: _Run, spec: TaskSpec, output: str) -> None:
@@ -371,18 +397,47 @@ class Engine:
         finished_at = outcome.finished_at - run.started
         if outcome.error is not None:
             logger.info("task %s failed: %s", outcome.task_id, outcome.error)
-            cancelled = graph.mark_failed(outcome.task_id, outcome.error, now=finished_at)
-            self._drop(run, cancelled)
+            self._fail(run, outcome.task_id, outcome.error, now=finished_at)
             return
         if not outcome.delta.empty:
-            delta_result = graph.apply(outcome.delta, now=finished_at)
-            self._recompute_policy_state(run)
-            self._drop(run, delta_result.unready)
-            self._drop(run, delta_result.cancelled)
-            self._route(run, delta_result.ready)
-            self._refresh_priorities(run)
+            self._apply_delta(run, outcome.delta, now=finished_at)
         assert outcome.output is not None
+        self.events.emit(
+            TaskFinished(
+                run.run_id,
+                finished_at,
+                outcome.task_id,
+                outcome.agent.name,
+                outcome.output,
+                outcome.finished_at - outcome.started_at,
+                sum(c.usage.prompt_tokens for c in outcome.completions),
+                sum(c.usage.completion_tokens for c in outcome.completions),
+            )
+        )
         self._route(run, graph.mark_done(outcome.task_id, outcome.output, now=finished_at))
+
+    def _apply_delta(self, run: _Run, delta: GraphDelta, *, now: float) -> None:
+        result = run.graph.apply(delta, now=now)
+        self.events.emit(
+            GraphChanged(
+                run.run_id,
+                now,
+                delta.add,
+                (*((d, s.id) for s in delta.add for d in s.depends_on), *delta.add_edges),
+                result.cancelled,
+                delta.reason,
+            )
+        )
+        self._recompute_policy_state(run)
+        self._drop(run, result.unready)
+        self._drop(run, result.cancelled)
+        self._route(run, result.ready)
+        self._refresh_priorities(run)
+
+    def _fail(self, run: _Run, task_id: str, error: str, *, now: float) -> None:
+        cancelled = run.graph.mark_failed(task_id, error, now=now)
+        self._drop(run, cancelled)
+        self.events.emit(TaskFailed(run.run_id, now, task_id, error, tuple(cancelled)))
 
     def _refresh_priorities(self, run: _Run) -> None:
         for task_id in run.graph.ids_in_state("ready"):
