@@ -72,6 +72,34 @@ def test_pool_prefers_least_busy_agent() -> None:
     assert chosen.name != first.name
 
 
+def test_pool_skips_full_endpoint() -> None:
+    built = build_agents(4, [ROLE], {"one": _Unused(), "two": _Unused()})  # type: ignore[dict-item]
+    pool = AgentPool(built, limits={"one": ConcurrencyLimiter(1)})
+    first = pool.choose(ROLE)
+    assert first is not None
+    pool.assign(first, "a")
+
+    chosen = pool.choose(ROLE)
+
+    assert first.endpoint == "one"
+    assert chosen is not None
+    assert chosen.endpoint == "two"
+
+
+def test_pool_serves_only_agents_roles() -> None:
+    built = build_agents(1, ["writer"], {"one": _Unused()})  # type: ignore[dict-item]
+    built += build_agents(1, [ROLE], {"one": _Unused()})  # type: ignore[dict-item]
+    built[1].name = "agent-2"
+    pool = AgentPool(built)
+    writer = pool.choose("writer")
+    assert writer is not None
+    pool.assign(writer, "a")
+
+    assert pool.idle_roles() == {ROLE}
+    assert pool.choose("writer") is None
+    assert pool.roles == {"writer", ROLE}
+
+
 async def test_engine_respects_endpoint_slots() -> None:
     """Four agents on an endpoint with two slots run at most two tasks at once.
 

@@ -46,6 +46,13 @@ def test_cycle_rejected_with_its_ids() -> None:
     assert "d" not in caught.value.cycle
 
 
+def test_dependent_listed_first_is_accepted() -> None:
+    graph = TaskGraph.from_specs([spec("c", "b"), spec("b", "a"), spec("a")])
+
+    assert graph.predecessors("c") == {"b"}
+    assert graph.ids_in_state("ready") == ["a"]
+
+
 def test_self_dependency_is_cycle() -> None:
     with pytest.raises(CycleError) as caught:
         TaskGraph.from_specs([spec("a", "a")])

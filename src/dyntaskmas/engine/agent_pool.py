@@ -81,6 +81,7 @@ class AgentPool:
     _endpoints_of_role: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _version: list[int] = field(default_factory=list, init=False, repr=False)
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _roles: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         names = [agent.name for agent in self.agents]
@@ -102,11 +103,12 @@ class AgentPool:
                 self._mark_idle(index)
             else:
                 self._running[agent.endpoint] += 1
+        self._roles = frozenset(self._endpoints_of_role)
 
     @property
     def roles(self) -> frozenset[str]:
         """Return every role some agent serves."""
-        return frozenset(self._endpoints_of_role)
+        return self._roles
 
     def idle_roles(self) -> set[str]:
         """Return the roles served by at least one agent that can start a task now."""

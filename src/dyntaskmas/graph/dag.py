@@ -271,7 +271,8 @@ class TaskGraph:
         new_edges = self._check_edges(delta, new_specs)
         removed = self._check_removed_edges(delta.remove_edges)
         self._check_cancellable(delta.cancel)
-        self._check_acyclic(new_edges, removed)
+        if not _edges_follow_order(new_edges, new_specs):
+            self._check_acyclic(new_edges, removed)
 
         # Everything is valid: commit. Removals go first, as the cycle check
         # assumed, so an edge both removed and added stays.
@@ -479,15 +480,32 @@ class TaskGraph:
         why the scale is renormalized only once it drifts past the tolerance.
         """
         scale = self._current_scale()
+        dirty = set(dirty)
         if drifted(self._scale, scale, self.renormalize_tolerance):
             self._scale = scale
             self._recompute_all()
+        elif len(dirty) >= len(self.tasks):
+            # Everything is dirty, as after the initial delta: a plain pass
+            # gives the same D as propagating, without tracking what changed.
+            self._recompute_all()
         else:
-            self._propagate(set(dirty))
+            self._propagate(dirty)
 
     def _recompute_all(self) -> None:
-        for task_id in reversed(self.topological_order()):
-            self._down[task_id] = self._compute_down(task_id)
+        # Dependents first. Every such order gives the same D, so this skips
+        # the sorted tie-breaks of topological_order().
+        remaining = {task_id: len(succs) for task_id, succs in self._succs.items()}
+        stack = [task_id for task_id, count in remaining.items() if count == 0]
+        computed = 0
+        while stack:
+            current = stack.pop()
+            self._down[current] = self._compute_down(current)
+            computed += 1
+            for pred in self._preds[current]:
+                remaining[pred] -= 1
+                if remaining[pred] == 0:
+                    stack.append(pred)
+        assert computed == len(self.tasks), "graph invariant broken: it has a cycle"
 
     def _propagate(self, dirty: set[str]) -> None:
         """Recompute D for ``dirty`` tasks and, where D changed, their ancestors.
@@ -524,3 +542,20 @@ class TaskGraph:
     def _position(self, task_id: str) -> int:
         # Insertion order gives deterministic tie-breaks between tasks.
         return self._index[task_id]
+
+
+def _edges_follow_order(edges: Iterable[Edge], new: Mapping[str, TaskSpec]) -> bool:
+    """Tell whether every edge ends at a new task that comes after its dependency.
+
+    Existing tasks count as coming before every new one. When this is true
+    the edges cannot close a cycle, because the graph was acyclic, no new edge
+    leads back to an existing task, and among new tasks every edge points
+    forward in the delta's order. It is true for graphs that list dependencies
+    first, so their cycle check costs one pass over the edges.
+    """
+    position = {task_id: index for index, task_id in enumerate(new)}
+    for dependency, dependent in edges:
+        after = position.get(dependent)
+        if after is None or position.get(dependency, -1) >= after:
+            return False
+    return True

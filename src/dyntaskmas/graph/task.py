@@ -37,7 +37,7 @@ MUTABLE_STATES: frozenset[TaskState] = frozenset({"pending", "ready"})
 DEFAULT_ROLE = "worker"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     """An immutable description of one unit of work.
 
@@ -75,7 +75,7 @@ class TaskSpec:
             )
 
 
-@dataclass
+@dataclass(slots=True)
 class Task:
     """The graph's live record of a task: spec, state, and what happened.
 

@@ -1,0 +1,407 @@
+"""The benchmark experiments: each runs its workloads and returns a table of rows.
+
+=============  ==============================================================
+``baseline``   makespan of each policy on the simple, medium and complex trip
+               requests, and the reduction against one agent
+``scaling``    throughput and efficiency for 1 to 256 agents, with a server
+               per agent and with one shared server of 32 slots
+``utilisation`` the shared server's busy-slot fraction under each policy
+``asynchow``   makespan against its lower bound and the optimum on AsyncHow
+``overhead``   the engine's own CPU time per no-op task
+=============  ==============================================================
+
+:class:`Sizes` contains every size. :data:`FULL` is what ``dyntaskmas bench``
+runs and :data:`QUICK` a small version for smoke tests, whose numbers mean
+nothing. Simulated runs are deterministic, so they run once; the overhead
+runs are repeated and reported as medians.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dyntaskmas.bench.asynchow import ASYNC_FILE, plan_workload, read_plans
+from dyntaskmas.bench.harness import POLICIES, Policy, RunSettings, run_workload
+from dyntaskmas.bench.metrics import makespan_lower_bound, ratio_summary, scaling_efficiency
+from dyntaskmas.bench.optimum import optimal_makespan
+from dyntaskmas.bench.overhead import measure
+from dyntaskmas.bench.workloads import (
+    COMPLEXITIES,
+    Workload,
+    describe,
+    layered_dag,
+    travel_batch,
+    travel_request,
+)
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENTS: tuple[str, ...] = ("baseline", "scaling", "utilisation", "asynchow", "overhead")
+#: Policies compared on the AsyncHow plans, where the agent count is the variable.
+ASYNCHOW_POLICIES: tuple[Policy, ...] = (
+    "level_sync",
+    "fifo",
+    "paper_summary",
+    "critical_path",
+    "critical_path_seconds",
+)
+#: A plan counts as worse than FIFO when its makespan exceeds FIFO's by this factor.
+FIFO_TOLERANCE = 1.01
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every size the experiments use."""
+
+    baseline_agents: int = 4
+    server_slots: int = 32
+    scaling_agents: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    scaling_layers: int = 4
+    scaling_width: int = 1024
+    utilisation_requests: int = 48
+    utilisation_layers: int = 8
+    utilisation_width: int = 64
+    utilisation_agents: int = 32
+    asynchow_agents: tuple[int, ...] = (1, 2, 4, 8)
+    # None: every plan in the file.
+    asynchow_plans: int | None = None
+    overhead_tasks: tuple[int, ...] = (1_000, 10_000, 100_000)
+    overhead_repeats: tuple[int, ...] = (7, 5, 3)
+    seed: int = 7
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    scaling_agents=(1, 2, 4, 8),
+    scaling_width=32,
+    utilisation_requests=6,
+    utilisation_layers=3,
+    utilisation_width=16,
+    utilisation_agents=8,
+    server_slots=8,
+    asynchow_plans=20,
+    overhead_tasks=(100, 1_000),
+    overhead_repeats=(1, 1),
+)
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """The table of one experiment: ordered columns, one dict per row, and notes."""
+
+    name: str
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[Mapping[str, Any], ...]
+    notes: tuple[str, ...] = ()
+    # Workload shapes, by workload name, for the report.
+    shapes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return ``{"experiment": NAME, "rows": [...]}`` plus notes and shapes."""
+        return {
+            "experiment": self.name,
+            "rows": [dict(row) for row in self.rows],
+            "notes": list(self.notes),
+            "shapes": {name: dict(shape) for name, shape in self.shapes.items()},
+        }
+
+
+def _shape(workload: Workload) -> dict[str, Any]:
+    shape = describe(workload)
+    return {
+        "tasks": shape.tasks,
+        "edges": shape.edges,
+        "width": shape.width,
+        "depth": shape.depth,
+        "min_cost_s": round(shape.min_cost_s, 3),
+        "median_cost_s": round(shape.median_cost_s, 3),
+        "max_cost_s": round(shape.max_cost_s, 3),
+        "total_work_s": round(shape.total_work_s, 3),
+        "critical_path_s": round(shape.critical_path_s, 3),
+    }
+
+
+# --- baseline ---------------------------------------------------------------------
+
+
+def baseline(sizes: Sizes = FULL) -> ExperimentResult:
+    """Run every policy on each trip complexity and compare with one agent."""
+    rows: list[dict[str, Any]] = []
+    shapes = {}
+    settings = RunSettings(agents=sizes.baseline_agents, slots=sizes.server_slots)
+    for complexity in COMPLEXITIES:
+        workload = travel_request(complexity, seed=sizes.seed)
+        shapes[workload.name] = _shape(workload)
+        makespans = {
+            policy: run_workload(workload, policy, settings).makespan_s for policy in POLICIES
+        }
+        sequential = makespans["sequential"]
+        for policy in POLICIES:
+            rows.append(
+                {
+                    "complexity": complexity,
+                    "policy": policy,
+                    "agents": 1 if policy == "sequential" else sizes.baseline_agents,
+                    "makespan_s": round(makespans[policy], 3),
+                    "reduction_vs_sequential": round(1 - makespans[policy] / sequential, 4),
+                }
+            )
+    return ExperimentResult(
+        name="baseline",
+        title=f"Makespan by policy, {sizes.baseline_agents} agents, one server of "
+        f"{sizes.server_slots} slots",
+        columns=("complexity", "policy", "agents", "makespan_s", "reduction_vs_sequential"),
+        rows=tuple(rows),
+        shapes=shapes,
+    )
+
+
+# --- scaling ----------------------------------------------------------------------
+
+
+def scaling(sizes: Sizes = FULL) -> ExperimentResult:
+    """Measure throughput for each agent count, with a server per agent and with one shared."""
+    workload = layered_dag(layers=sizes.scaling_layers, width=sizes.scaling_width, seed=sizes.seed)
+    rows: list[dict[str, Any]] = []
+    for layout in ("per_agent", "shared"):
+        one_agent: float | None = None
+        for agents in sizes.scaling_agents:
+            slots = 1 if layout == "per_agent" else sizes.server_slots
+            settings = RunSettings(agents=agents, slots=slots, layout=layout)
+            result = run_workload(workload, "critical_path", settings)
+            throughput = result.tasks / result.makespan_s
+            if one_agent is None:
+                one_agent = throughput / agents
+            rows.append(
+                {
+                    "server": "one per agent" if layout == "per_agent" else "shared",
+                    "agents": agents,
+                    "server_slots": agents if layout == "per_agent" else sizes.server_slots,
+                    "throughput_tasks_per_s": round(throughput, 4),
+                    "efficiency": round(scaling_efficiency(throughput, agents, one_agent), 4),
+                    "speedup": round(throughput / one_agent, 3),
+                    "engine_cpu_s": round(result.cpu_s, 3),
+                }
+            )
+    return ExperimentResult(
+        name="scaling",
+        title=f"Throughput by agent count on {workload.name} (critical-path priority)",
+        columns=(
+            "server",
+            "agents",
+            "server_slots",
+            "throughput_tasks_per_s",
+            "efficiency",
+            "speedup",
+            "engine_cpu_s",
+        ),
+        rows=tuple(rows),
+        notes=(
+            "Throughput is tasks per simulated second. 'one per agent' gives each agent a "
+            "1-slot server of its own, so the server is never the limit; 'shared' puts all "
+            f"agents on one server of {sizes.server_slots} slots. engine_cpu_s is the real CPU "
+            "time of the whole simulated run (engine and simulator together).",
+        ),
+        shapes={workload.name: _shape(workload)},
+    )
+
+
+# --- utilisation ------------------------------------------------------------------
+
+
+def utilisation(sizes: Sizes = FULL) -> ExperimentResult:
+    """Measure the shared server's utilisation under each policy on two busy workloads."""
+    workloads = (
+        travel_batch(sizes.utilisation_requests, seed=sizes.seed),
+        layered_dag(
+            layers=sizes.utilisation_layers, width=sizes.utilisation_width, seed=sizes.seed
+        ),
+    )
+    settings = RunSettings(agents=sizes.utilisation_agents, slots=sizes.server_slots)
+    rows: list[dict[str, Any]] = []
+    for workload in workloads:
+        for policy in POLICIES:
+            result = run_workload(workload, policy, settings)
+            rows.append(
+                {
+                    "workload": workload.name,
+                    "policy": policy,
+                    "utilisation": round(result.utilisation, 4),
+                    "utilisation_when_saturated": round(result.saturated_utilisation, 4),
+                    "saturated_share": round(result.saturated_share, 4),
+                    "makespan_s": round(result.makespan_s, 3),
+                }
+            )
+    return ExperimentResult(
+        name="utilisation",
+        title=f"Server utilisation by policy, {sizes.utilisation_agents} agents, one server "
+        f"of {sizes.server_slots} slots",
+        columns=(
+            "workload",
+            "policy",
+            "utilisation",
+            "utilisation_when_saturated",
+            "saturated_share",
+            "makespan_s",
+        ),
+        rows=tuple(rows),
+        notes=(
+            "utilisation: busy slot-seconds over slots times the run's length. "
+            "utilisation_when_saturated: the same over only the time when at least as many "
+            "tasks had their dependencies done (started or not) as the server has slots; "
+            "saturated_share: that time's share of the run.",
+        ),
+        shapes={w.name: _shape(w) for w in workloads},
+    )
+
+
+# --- asynchow ---------------------------------------------------------------------
+
+
+def asynchow(data_dir: Path, sizes: Sizes = FULL) -> ExperimentResult:
+    """Compare each policy's makespan with the lower bound and the optimum on the AsyncHow plans.
+
+    The lower bound is max(critical path, work / k); the optimum comes from
+    :func:`~dyntaskmas.bench.optimum.optimal_makespan`, started from the
+    best policy's makespan.
+    """
+    plans = read_plans(data_dir / "asynchow" / ASYNC_FILE)
+    if sizes.asynchow_plans is not None:
+        plans = plans[: sizes.asynchow_plans]
+    rows: list[dict[str, Any]] = []
+    unproven = 0
+    for agents in sizes.asynchow_agents:
+        ratios: dict[Policy, list[float]] = {policy: [] for policy in ASYNCHOW_POLICIES}
+        versus_optimum: dict[Policy, list[float]] = {policy: [] for policy in ASYNCHOW_POLICIES}
+        versus_fifo: dict[Policy, list[float]] = {policy: [] for policy in ASYNCHOW_POLICIES}
+        settings = RunSettings(agents=agents, layout="per_agent")
+        for plan in plans:
+            workload = plan_workload(plan)
+            shape = describe(workload)
+            bound = makespan_lower_bound(shape.critical_path_s, shape.total_work_s, agents)
+            makespans = {
+                policy: run_workload(workload, policy, settings).makespan_s
+                for policy in ASYNCHOW_POLICIES
+            }
+            optimum = _optimum(workload, agents, bound, min(makespans.values()))
+            unproven += not optimum[1]
+            for policy in ASYNCHOW_POLICIES:
+                ratios[policy].append(makespans[policy] / bound)
+                versus_optimum[policy].append(makespans[policy] / optimum[0])
+                versus_fifo[policy].append(makespans[policy] / makespans["fifo"])
+        for policy in ASYNCHOW_POLICIES:
+            mean_ratio, max_ratio = ratio_summary(ratios[policy])
+            mean_optimum, max_optimum = ratio_summary(versus_optimum[policy])
+            rows.append(
+                {
+                    "agents": agents,
+                    "policy": policy,
+                    "mean_ratio": round(mean_ratio, 4),
+                    "max_ratio": round(max_ratio, 4),
+                    "mean_vs_optimum": round(mean_optimum, 4),
+                    "max_vs_optimum": round(max_optimum, 4),
+                    "plans": len(plans),
+                    "worse_than_fifo": sum(r > FIFO_TOLERANCE for r in versus_fifo[policy]),
+                    "max_vs_fifo": round(max(versus_fifo[policy]), 4),
+                }
+            )
+    notes = [
+        "Each step's model call takes its duration on the virtual clock; durations are "
+        "scaled per plan to a mean of 10 s. mean_ratio and max_ratio compare with "
+        "max(critical path, work / k), the *_vs_optimum columns with the shortest possible "
+        "makespan. worse_than_fifo counts plans whose makespan exceeds FIFO's by more than "
+        "1 %; max_vs_fifo is the largest makespan / FIFO's.",
+    ]
+    if unproven:
+        notes.append(
+            f"The optimum search hit its node limit on {unproven} (plan, k) pairs; there the "
+            "best schedule found stands in for the optimum."
+        )
+    return ExperimentResult(
+        name="asynchow",
+        title=f"AsyncHow: makespan against the lower bound and the optimum, {len(plans)} plans",
+        columns=(
+            "agents",
+            "policy",
+            "mean_ratio",
+            "max_ratio",
+            "mean_vs_optimum",
+            "max_vs_optimum",
+            "plans",
+            "worse_than_fifo",
+            "max_vs_fifo",
+        ),
+        rows=tuple(rows),
+        notes=tuple(notes),
+    )
+
+
+def _optimum(workload: Workload, agents: int, bound: float, best: float) -> tuple[float, bool]:
+    """Return the optimal makespan and whether it is proven; skip the search when ``best`` is."""
+    if best <= bound * (1 + 1e-9):
+        return best, True
+    index = {task.id: position for position, task in enumerate(workload.tasks)}
+    result = optimal_makespan(
+        [task.duration_s or 0.0 for task in workload.tasks],
+        [[index[d] for d in task.depends_on] for task in workload.tasks],
+        agents,
+        upper_bound=best,
+    )
+    return result.makespan, result.proven
+
+
+# --- overhead ---------------------------------------------------------------------
+
+
+def overhead(sizes: Sizes = FULL) -> ExperimentResult:
+    """Measure the engine's CPU time per task on no-op graphs of each size."""
+    rows: list[dict[str, Any]] = []
+    for tasks, repeats in zip(sizes.overhead_tasks, sizes.overhead_repeats, strict=True):
+        sample = measure(tasks, repeats=repeats)
+        rows.append(
+            {
+                "tasks": tasks,
+                "cpu_us_per_task": round(sample.cpu_us_per_task, 1),
+                "wall_s": round(sample.wall_s, 4),
+                "agents": sample.agents,
+                "repeats": repeats,
+            }
+        )
+    return ExperimentResult(
+        name="overhead",
+        title="Engine CPU time per no-op task (medians)",
+        columns=("tasks", "cpu_us_per_task", "wall_s", "agents", "repeats"),
+        rows=tuple(rows),
+        notes=(
+            "No-op tasks in levels of 100, each on 1 to 3 tasks of the level before; the "
+            "model answers at once, so all the time is the engine's, graph building included.",
+        ),
+    )
+
+
+def run_experiment(name: str, *, data_dir: Path | None, sizes: Sizes = FULL) -> ExperimentResult:
+    """Run the experiment called ``name``; ``asynchow`` needs ``data_dir``."""
+    runners: dict[str, Callable[[], ExperimentResult]] = {
+        "baseline": lambda: baseline(sizes),
+        "scaling": lambda: scaling(sizes),
+        "utilisation": lambda: utilisation(sizes),
+        "overhead": lambda: overhead(sizes),
+    }
+    if name == "asynchow":
+        if data_dir is None:
+            raise ValueError("the asynchow experiment needs the data directory")
+        return asynchow(data_dir, sizes)
+    if name not in runners:
+        raise ValueError(f"experiment {name!r} is unknown; use one of {', '.join(EXPERIMENTS)}")
+    logger.info("running experiment %s", name)
+    return runners[name]()
+
+
+def experiment_names(requested: str) -> Sequence[str]:
+    """Return the experiments ``requested`` stands for: itself, or all of them for ``all``."""
+    return EXPERIMENTS if requested == "all" else (requested,)
