@@ -3,6 +3,10 @@
     dyntaskmas run "REQUEST"              plan, run and print the answer
     dyntaskmas run --input FILE [--json]  one request per line, or a JSON list
     dyntaskmas serve-sim [--port P]       serve the simulated LLM server over HTTP
+    dyntaskmas runs                       list the journalled runs with their status
+    dyntaskmas resume RUN_ID              finish an interrupted run from its journal
+    dyntaskmas bench EXPERIMENT [--out DIR] [--json]
+                                          run benchmarks on the simulated server
 
 Exit codes: 0 every request answered; 1 a run finished without an answer;
 2 bad options or input, an unreachable endpoint, a missing model file;
@@ -16,20 +20,36 @@ import asyncio
 import json
 import logging
 import math
+import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from dyntaskmas import __version__
 from dyntaskmas.context.relevance import DEFAULT_THETA
-from dyntaskmas.errors import ConfigError, DynTaskMASError, EndpointUnavailableError
+from dyntaskmas.errors import (
+    ConfigError,
+    DynTaskMASError,
+    EndpointUnavailableError,
+    JournalError,
+)
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
+from dyntaskmas.journal.resume import load_resume_state
+from dyntaskmas.journal.store import (
+    JOURNAL_DIR_ENV_VAR,
+    JOURNAL_FILE_NAME,
+    JournalStore,
+    RunRow,
+    default_journal_dir,
+    with_shown_status,
+)
 from dyntaskmas.llm.endpoint import STRUCTURED_OUTPUT_MODES
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
-from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions
+from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions, options_from_journal
 
 if TYPE_CHECKING:
     from dyntaskmas.sim.http_server import SimulatedLLMServer
@@ -183,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object per request instead of text",
     )
+    _add_journal_options(run)
     _add_serve_sim_parser(commands)
+    _add_runs_parser(commands)
+    _add_resume_parser(commands)
+    _add_bench_parser(commands)
     return parser
 
 
@@ -304,6 +328,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         structured_output=args.structured_output,
         theta=args.theta,
         context_window_tokens=args.context_window,
+        journal=not args.no_journal,
+        journal_dir=str(args.journal_dir) if args.journal_dir is not None else None,
     )
 
 
@@ -505,6 +531,209 @@ async def _serve_sim_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- bench: the benchmark experiments on the simulated server --------------------
+
+DATA_DIR_ENV_VAR = "DYNTASKMAS_DATA_DIR"
+
+
+def _add_bench_parser(
+    commands: argparse._SubParsersAction[_OneLineErrorParser],
+) -> None:
+    from dyntaskmas.bench.experiments import EXPERIMENTS
+
+    bench = commands.add_parser(
+        "bench",
+        help="run the benchmark experiments on the simulated LLM server",
+        description="Run benchmark experiments in simulated time: policies compared "
+        "(baseline), agent-count sweep (scaling), server utilisation, AsyncHow plans against "
+        "their lower bound, and the engine's own overhead. Prints Markdown tables, or JSON.",
+    )
+    bench.add_argument(
+        "experiment",
+        choices=(*EXPERIMENTS, "all"),
+        help="the experiment to run; 'all' runs every one",
+    )
+    bench.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also write NAME.md, NAME.csv and NAME.png per experiment and report.md here",
+    )
+    bench.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object per experiment, {"experiment": NAME, "rows": [...]}',
+    )
+    bench.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"folder that contains asynchow/async_benchmark.json (default: ${DATA_DIR_ENV_VAR}, "
+        "else ../shared/data from the current directory)",
+    )
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="run tiny sizes in a few seconds, to check the setup; the numbers mean nothing",
+    )
+
+
+def bench_data_dir(option: Path | None, environ: Mapping[str, str]) -> Path:
+    """Return the data folder: the option, else the environment variable, else ../shared/data."""
+    if option is not None:
+        return option
+    from_env = environ.get(DATA_DIR_ENV_VAR)
+    return Path(from_env) if from_env else Path("..") / "shared" / "data"
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    from dyntaskmas.bench.asynchow import ASYNC_FILE
+    from dyntaskmas.bench.experiments import FULL, QUICK, experiment_names, run_experiment
+    from dyntaskmas.bench.report import markdown_section, write_report
+
+    names = list(experiment_names(args.experiment))
+    data_dir = bench_data_dir(args.data_dir, os.environ)
+    asynchow_file = data_dir / "asynchow" / ASYNC_FILE
+    if "asynchow" in names and not asynchow_file.is_file():
+        message = (
+            f"the AsyncHow data is missing: {str(asynchow_file)!r} does not exist; pass "
+            f"--data-dir DIR (the folder that contains asynchow/) or set {DATA_DIR_ENV_VAR}"
+        )
+        if args.experiment == "asynchow":
+            raise ConfigError(message)
+        print(f"dyntaskmas: warning: {message}; skipping the asynchow experiment", file=sys.stderr)
+        names.remove("asynchow")
+
+    results = []
+    for name in names:
+        result = run_experiment(name, data_dir=data_dir, sizes=QUICK if args.quick else FULL)
+        results.append(result)
+        if args.json:
+            print(json.dumps(result.to_json()), flush=True)
+        else:
+            print(markdown_section(result), flush=True)
+    if args.out is not None:
+        try:
+            written, plots_missing = write_report(results, args.out)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report to {str(args.out)!r}: {exc}") from None
+        if plots_missing is not None:
+            print(f"dyntaskmas: note: {plots_missing}", file=sys.stderr)
+        print(f"dyntaskmas: wrote {len(written)} files to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- runs and resume: the run journal -------------------------------------------
+
+# Requests longer than this are cut in the runs table, to keep one run a line.
+RUNS_REQUEST_CHARS = 60
+
+
+def _add_journal_options(parser: argparse.ArgumentParser, *, run: bool = True) -> None:
+    parser.add_argument(
+        "--journal-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"folder of the run journal (default: ${JOURNAL_DIR_ENV_VAR}, else "
+        "$XDG_DATA_HOME/dyntaskmas, else ~/.local/share/dyntaskmas)",
+    )
+    if run:
+        parser.add_argument(
+            "--no-journal",
+            action="store_true",
+            help="do not record the run, so it cannot be resumed",
+        )
+
+
+def _add_runs_parser(commands: argparse._SubParsersAction[_OneLineErrorParser]) -> None:
+    runs = commands.add_parser(
+        "runs",
+        help="list the journalled runs with their status",
+        description="List the runs in the journal, newest first: id, status (running, "
+        "interrupted, succeeded, failed), tasks done, start time (UTC) and request.",
+    )
+    runs.add_argument("--json", action="store_true", help="print one JSON object per run")
+    _add_journal_options(runs, run=False)
+
+
+def _add_resume_parser(commands: argparse._SubParsersAction[_OneLineErrorParser]) -> None:
+    resume = commands.add_parser(
+        "resume",
+        help="finish an interrupted run from its journal",
+        description="Rebuild an interrupted run's task graph and context from the journal "
+        "and run only the tasks that had not finished, with the options the run started "
+        "with. Prints the answer like 'run'.",
+    )
+    resume.add_argument("run_id", metavar="RUN_ID", help="the run's id, as 'dyntaskmas runs' lists")
+    resume.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    resume.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="OpenAI-compatible API root to use instead of the one the run started with, "
+        "e.g. after the server moved to another port",
+    )
+    _add_journal_options(resume, run=False)
+
+
+def format_runs(rows: Sequence[tuple[RunRow, str]]) -> str:
+    """Return the runs table: one line per run, with the status to show."""
+    if not rows:
+        return "no runs recorded"
+    lines = [f"{'RUN ID':<24} {'STATUS':<11} {'DONE':>5}  {'STARTED (UTC)':<19}  REQUEST"]
+    for row, status in rows:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row.created_at))
+        request = " ".join(row.request.split())
+        if len(request) > RUNS_REQUEST_CHARS:
+            request = request[: RUNS_REQUEST_CHARS - 3] + "..."
+        lines.append(f"{row.run_id:<24} {status:<11} {row.tasks_done:>5}  {started:<19}  {request}")
+    return "\n".join(lines)
+
+
+def _journal_dir(args: argparse.Namespace) -> Path:
+    return Path(args.journal_dir) if args.journal_dir is not None else default_journal_dir()
+
+
+def _runs_command(args: argparse.Namespace) -> int:
+    journal_dir = _journal_dir(args)
+    if not (journal_dir / JOURNAL_FILE_NAME).exists():
+        rows: list[tuple[RunRow, str]] = []
+    else:
+        with JournalStore(journal_dir, create=False) as store:
+            rows = list(with_shown_status(store.runs()))
+    if args.json:
+        for row, status in rows:
+            item = {
+                "run_id": row.run_id,
+                "status": status,
+                "tasks_done": row.tasks_done,
+                "created_at": row.created_at,
+                "updated_at": row.updated_at,
+                "request": row.request,
+            }
+            print(json.dumps(item, ensure_ascii=False))
+    else:
+        print(format_runs(rows))
+    return EXIT_OK
+
+
+async def _resume_command(args: argparse.Namespace) -> int:
+    journal_dir = _journal_dir(args)
+    with JournalStore(journal_dir, create=False) as store:
+        row, state = load_resume_state(store, args.run_id)
+    overrides: dict[str, object] = {"journal": True, "journal_dir": str(journal_dir)}
+    if args.base_url is not None:
+        overrides["base_url"] = args.base_url
+    options = options_from_journal(row.options, **overrides)
+    async with Runner(options) as runner:
+        result = await runner.resume(state)
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+    else:
+        print(f"Request: {result.request}")
+        print(format_result(result), end="\n\n", flush=True)
+    return EXIT_OK if result.answer is not None else EXIT_RUN_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -513,11 +742,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve-sim":
             return asyncio.run(_serve_sim_command(args))
+        if args.command == "bench":
+            return _bench_command(args)
+        if args.command == "runs":
+            return _runs_command(args)
+        if args.command == "resume":
+            return asyncio.run(_resume_command(args))
         return asyncio.run(_run_command(args))
     except KeyboardInterrupt:
         print("dyntaskmas: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ConfigError, EndpointUnavailableError) as exc:
+    except (ConfigError, EndpointUnavailableError, JournalError) as exc:
         print(f"dyntaskmas: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DynTaskMASError as exc:

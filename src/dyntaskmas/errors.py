@@ -23,12 +23,16 @@ and what to do next; the offending ids and limits are kept as attributes.
     │   └── LLMResponseError         the endpoint answered something unusable
     ├── TaskFailedError              a task's execution raised
     ├── StuckRunError                pending tasks can never become ready
-    └── ContextError                 the context repository rejected a read or write
-        ├── WriteConflictError       parallel writes to one key, no merge policy
-        ├── MergeError               values that the key's merge policy cannot merge
-        ├── VersionConflictError     a store's version moved after it was read
-        ├── CommitFailedError        a store failed in commit; all stores rolled back
-        └── ContextBudgetError       the prompt fills the window before any context
+    ├── ContextError                 the context repository rejected a read or write
+    │   ├── WriteConflictError       parallel writes to one key, no merge policy
+    │   ├── MergeError               values that the key's merge policy cannot merge
+    │   ├── VersionConflictError     a store's version moved after it was read
+    │   ├── CommitFailedError        a store failed in commit; all stores rolled back
+    │   └── ContextBudgetError       the prompt fills the window before any context
+    └── JournalError                 the run journal cannot be read, written or resumed
+        ├── JournalVersionError      the journal was written by a newer format version
+        ├── UnknownRunError          no run with this id in the journal
+        └── RunFinishedError         the run already succeeded; nothing to resume
 """
 
 from __future__ import annotations
@@ -327,4 +331,48 @@ class ContextBudgetError(ContextError):
             f"the prompt needs {prompt_tokens} tokens and the completion {completion_tokens}, "
             f"which fills the model's {window_tokens}-token window before any context; "
             f"shorten the task description, lower max_tokens or use a model with a larger window"
+        )
+
+
+# --- run journal -------------------------------------------------------------
+
+
+class JournalError(DynTaskMASError):
+    """The run journal cannot be read, written or resumed from."""
+
+
+class JournalVersionError(JournalError):
+    """The journal file was written by a newer dyntaskmas than this one reads."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.path = path
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"journal {path!r} has format version {found}, newer than version {supported} "
+            f"that this dyntaskmas reads; upgrade dyntaskmas or use another --journal-dir"
+        )
+
+
+class UnknownRunError(JournalError):
+    """No run with this id is in the journal."""
+
+    def __init__(self, run_id: str, path: str) -> None:
+        self.run_id = run_id
+        self.path = path
+        super().__init__(
+            f"run {run_id!r} is not in the journal {path!r}; "
+            f"list the runs with 'dyntaskmas runs' or check --journal-dir"
+        )
+
+
+class RunFinishedError(JournalError):
+    """The run already succeeded, so there is nothing to resume."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        self.status = status
+        super().__init__(
+            f"run {run_id!r} already {status}, so there is nothing to resume; "
+            f"start a new run with 'dyntaskmas run'"
         )

@@ -15,8 +15,10 @@ import contextlib
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import openai
 
@@ -28,6 +30,9 @@ from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.engine.result import RunResult
 from dyntaskmas.errors import ConfigError, EndpointUnavailableError
 from dyntaskmas.graph.weights import WEIGHTINGS, Weighting
+from dyntaskmas.journal.recorder import JournalRecorder, new_run_id
+from dyntaskmas.journal.replay import ResumeState
+from dyntaskmas.journal.store import JournalStore, default_journal_dir
 from dyntaskmas.llm.embedded import EmbeddedServer
 from dyntaskmas.llm.endpoint import (
     MODEL_ENV_VAR,
@@ -64,6 +69,9 @@ class RunOptions:
     relevance threshold for sharing outputs beyond a task's predecessors;
     ``context_window_tokens`` is the model's window (default: the embedded
     server's, or 8192 for a remote endpoint), which no prompt exceeds.
+    ``journal`` records every run in the SQLite journal under ``journal_dir``
+    (default: ``$DYNTASKMAS_JOURNAL_DIR``, else ``$XDG_DATA_HOME/dyntaskmas``,
+    else ``~/.local/share/dyntaskmas``), so that it can be resumed.
     """
 
     base_url: str | None = None
@@ -83,6 +91,8 @@ class RunOptions:
     theta: float = DEFAULT_THETA
     context_window_tokens: int | None = None
     roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
+    journal: bool = True
+    journal_dir: str | None = None
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
@@ -125,6 +135,25 @@ class RunOptions:
             )
 
 
+def journal_options(options: RunOptions) -> dict[str, Any]:
+    """Return ``options`` as the JSON the journal stores with a run.
+
+    Holds no secret: an API key is only ever named by its environment
+    variable (``api_key_env``), and the key itself is read when a run starts.
+    """
+    data = asdict(options)
+    data["roles"] = dict(options.roles)
+    return data
+
+
+def options_from_journal(recorded: Mapping[str, Any], **overrides: Any) -> RunOptions:
+    """Rebuild RunOptions from what :func:`journal_options` stored; unknown keys are dropped."""
+    known = {f.name for f in fields(RunOptions)}
+    values = {key: value for key, value in recorded.items() if key in known}
+    values.update(overrides)
+    return RunOptions(**values)
+
+
 def _at_least(name: str, value: int, minimum: int) -> None:
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
@@ -140,6 +169,7 @@ class Runner:
         self._stack = contextlib.AsyncExitStack()
         self._engine: Engine | None = None
         self._default_window = REMOTE_CONTEXT_WINDOW_TOKENS
+        self.journal: JournalStore | None = None
 
     async def __aenter__(self) -> Runner:
         try:
@@ -163,9 +193,22 @@ class Runner:
             raise RuntimeError("the runner is not open; use it in 'async with'")
         return self._engine
 
-    async def run(self, request: str) -> RunResult:
-        """Plan and run one request."""
-        return await self.engine.run(request)
+    async def run(self, request: str, *, run_id: str | None = None) -> RunResult:
+        """Plan and run one request; with the journal on, ``run_id`` defaults to a new id."""
+        if run_id is None and self.journal is not None:
+            run_id = new_run_id()
+            logger.info("run %s is journalled in %s", run_id, self.journal.path)
+        return await self.engine.run(request, run_id=run_id)
+
+    async def resume(self, state: ResumeState) -> RunResult:
+        """Continue a journalled run from the state loaded from the journal.
+
+        A run killed before its first graph was recorded starts again from
+        its request, under the same id.
+        """
+        if not state.deltas:
+            return await self.engine.run(state.request, run_id=state.run_id)
+        return await self.engine.resume(state)
 
     async def _open(self) -> None:
         options = self.options
@@ -210,6 +253,15 @@ class Runner:
             return ContextManager(run_id, theta=options.theta)
 
         self._engine = Engine(pool, planner=planner, config=config, context=new_context)
+        if options.journal:
+            journal_dir = (
+                Path(options.journal_dir) if options.journal_dir else default_journal_dir()
+            )
+            self.journal = JournalStore(journal_dir)
+            self._stack.callback(self.journal.close)
+            JournalRecorder(self.journal, options=journal_options(options)).attach(
+                self._engine.events
+            )
 
     async def _start_embedded(self) -> list[Endpoint]:
         options = self.options

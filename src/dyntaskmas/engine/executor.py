@@ -42,7 +42,7 @@ import itertools
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.manager import ContextManager
@@ -57,7 +57,14 @@ from dyntaskmas.engine.prompts import (
 )
 from dyntaskmas.engine.ready_queue import ReadyQueue
 from dyntaskmas.engine.result import RunResult, TaskRecord
-from dyntaskmas.errors import DynTaskMASError, InvalidPlanError, LLMError, StuckRunError
+from dyntaskmas.errors import (
+    DynTaskMASError,
+    GraphError,
+    InvalidPlanError,
+    JournalError,
+    LLMError,
+    StuckRunError,
+)
 from dyntaskmas.graph.dag import TaskGraph
 from dyntaskmas.graph.delta import GraphDelta
 from dyntaskmas.graph.priority import (
@@ -80,11 +87,28 @@ from dyntaskmas.observe.events import (
     TaskStarted,
 )
 
+if TYPE_CHECKING:
+    from dyntaskmas.journal.replay import ResumeState
+
 logger = logging.getLogger(__name__)
 
 PLANNER_ROLE = "planner"
 ANSWER_ID = "answer"
 ROOT_NAME = "t"
+
+
+def decomposition_reason(plan_id: str) -> str:
+    """Return the reason of the delta that adds the subtasks of plan task ``plan_id``.
+
+    The journal matches it to tell that a plan's subtasks were added even
+    when the plan task's own finish was not recorded.
+    """
+    return f"decomposition by {plan_id}"
+
+
+def plan_output(subtask_ids: Sequence[str]) -> str:
+    """Return the output text of a plan task that produced these subtasks."""
+    return f"planned {len(subtask_ids)} subtasks: " + ", ".join(subtask_ids)
 
 
 class Decomposer(Protocol):
@@ -214,8 +238,12 @@ class Engine:
         self.events = events if events is not None else EventBus()
         self._runs = itertools.count(1)
 
-    async def run(self, request: str) -> RunResult:
-        """Plan ``request`` into a task graph, run it, and return the answer."""
+    async def run(self, request: str, *, run_id: str | None = None) -> RunResult:
+        """Plan ``request`` into a task graph, run it, and return the answer.
+
+        ``run_id`` names the run in its events (default: ``run-N``, unique
+        within this engine only).
+        """
         if not request.strip():
             raise ValueError("the request is empty; pass the text of a task to run")
         if self.planner is None:
@@ -235,13 +263,15 @@ class Engine:
             kind="synthesize",
             depends_on=(plan.id,),
         )
-        return await self.run_graph([plan, answer], request=request)
+        return await self.run_graph([plan, answer], request=request, run_id=run_id)
 
-    async def run_graph(self, specs: Iterable[TaskSpec], *, request: str = "") -> RunResult:
+    async def run_graph(
+        self, specs: Iterable[TaskSpec], *, request: str = "", run_id: str | None = None
+    ) -> RunResult:
         """Run a ready-made graph; the answer is the output of its last sink."""
         graph = TaskGraph(weighting=self.config.weighting, transfer=self.config.transfer)
         run = _Run(
-            run_id=f"run-{next(self._runs)}",
+            run_id=run_id if run_id is not None else f"run-{next(self._runs)}",
             request=request,
             graph=graph,
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
@@ -252,7 +282,74 @@ class Engine:
         self.events.emit(RunStarted(run.run_id, 0.0, request, len(self.pool.agents)))
         self._apply_delta(run, GraphDelta(add=tuple(specs), reason="initial graph"), now=0.0)
         logger.info("run started: %d tasks, %d agents", len(graph), len(self.pool.agents))
+        return await self._drive(run)
 
+    async def resume(self, state: ResumeState) -> RunResult:
+        """Continue a journalled run: rebuild its graph and context, run what is left.
+
+        The recorded deltas are applied in their order. Each task recorded as
+        finished is marked done with its recorded output, in the order it
+        finished, and its output is published to the context manager again.
+        No model is called for it. A plan task whose delta was recorded counts
+        as finished even without a recorded finish, so its subtasks are never
+        added twice. Failed, cancelled and interrupted tasks run again.
+        """
+        if not state.deltas:
+            raise ValueError(
+                f"run {state.run_id!r} has no recorded graph to resume; start it again instead"
+            )
+        # Rebuild the graph first: recorded deltas and finishes are in the
+        # journal already, so they change the graph without events.
+        # NOTE: so subscribers of a resumed run see no GraphChanged for the
+        # rebuilt part; a journal subscriber would record it a second time.
+        graph = TaskGraph(weighting=self.config.weighting, transfer=self.config.transfer)
+        try:
+            for delta in state.deltas:
+                graph.apply(delta, now=0.0)
+            for finished in state.finished:
+                graph.mark_running(finished.task_id, agent=finished.agent, now=0.0)
+                graph.mark_done(finished.task_id, finished.output, now=0.0)
+        except GraphError as exc:
+            raise JournalError(
+                f"the journal of run {state.run_id!r} does not rebuild a valid graph ({exc}); "
+                f"it was changed or written by another program, so start the run again"
+            ) from exc
+
+        run = _Run(
+            run_id=state.run_id,
+            request=state.request,
+            graph=graph,
+            queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
+            started=self.clock.now(),
+        )
+        if self.context_factory is not None:
+            run.context = self.context_factory(run.run_id)
+        self.events.emit(RunStarted(run.run_id, 0.0, state.request, len(self.pool.agents)))
+        for finished in state.finished:
+            spec = graph.task(finished.task_id).spec
+            if spec.kind != "plan":
+                await self._publish(run, spec, finished.output)
+            if finished.recovered:
+                self.events.emit(
+                    TaskFinished(
+                        run.run_id, 0.0, finished.task_id, None, finished.output, 0.0, 0, 0
+                    )
+                )
+
+        self._recompute_policy_state(run)
+        self._route(run, graph.ids_in_state("ready"))
+        logger.info(
+            "run %s resumed: %d of %d tasks already done, %d agents",
+            run.run_id,
+            len(state.finished),
+            len(graph),
+            len(self.pool.agents),
+        )
+        return await self._drive(run)
+
+    async def _drive(self, run: _Run) -> RunResult:
+        """Run the loop until no task is running or ready, then build the result."""
+        graph = run.graph
         async with asyncio.TaskGroup() as group:
             while True:
                 # Pick ready tasks and launch them on idle agents.
@@ -551,7 +648,7 @@ class Engine:
             agent,
             started,
             self.clock.now(),
-            output=f"planned {len(new_specs)} subtasks: " + ", ".join(s.id for s in new_specs),
+            output=plan_output([s.id for s in new_specs]),
             delta=delta,
             completions=completions,
             notes=tuple(notes),
@@ -602,7 +699,7 @@ class Engine:
         return GraphDelta(
             add=tuple(added),
             add_edges=tuple((sink, target) for sink in sinks),
-            reason=f"decomposition by {plan_id}",
+            reason=decomposition_reason(plan_id),
         )
 
     def _inputs(self, run: _Run, task_id: str) -> list[Input]:

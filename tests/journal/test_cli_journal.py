@@ -1,0 +1,87 @@
+"""The runs and resume commands: listing, and one-line errors for runs that cannot resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dyntaskmas.cli import EXIT_OK, EXIT_USAGE, format_runs, main
+from dyntaskmas.journal.store import FORMAT_VERSION, JournalStore, with_shown_status
+
+
+def journal_with_runs(journal_dir: Path) -> None:
+    with JournalStore(journal_dir) as store:
+        store.begin_run("20260101T000000Z-aaaaaa", "Compare two trenches", {})
+        store.append("20260101T000000Z-aaaaaa", "TaskFinished", 1.0, {"task_id": "t.plan"})
+        store.finish_run("20260101T000000Z-aaaaaa", "succeeded")
+        store.begin_run("20260101T000001Z-bbbbbb", "A request that was cut short", {})
+
+
+def test_runs_lists_each_run_with_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal_with_runs(tmp_path)
+    code = main(["runs", "--journal-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == EXIT_OK
+    assert len(lines) == 3
+    assert "20260101T000000Z-aaaaaa" in lines[2]
+    assert "succeeded" in lines[2]
+    # The test process recorded the second run, and it is alive.
+    assert "running" in lines[1]
+
+
+def test_runs_without_journal_says_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["runs", "--journal-dir", str(tmp_path / "empty")])
+    assert code == EXIT_OK
+    assert capsys.readouterr().out.strip() == "no runs recorded"
+
+
+def test_format_runs_cuts_long_requests(tmp_path: Path) -> None:
+    with JournalStore(tmp_path) as store:
+        store.begin_run("r1", "word " * 40, {})
+        text = format_runs(list(with_shown_status(store.runs())))
+    assert text.splitlines()[1].endswith("...")
+
+
+@pytest.mark.parametrize(
+    ("run_id", "expected"),
+    [
+        ("no-such-run", "is not in the journal"),
+        ("20260101T000000Z-aaaaaa", "already succeeded"),
+    ],
+    ids=["unknown", "succeeded"],
+)
+def test_resume_rejects_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], run_id: str, expected: str
+) -> None:
+    journal_with_runs(tmp_path)
+    code = main(["resume", run_id, "--journal-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err.count("\n") == 1
+    assert expected in err
+
+
+def test_resume_rejects_newer_journal_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal_with_runs(tmp_path)
+    with JournalStore(tmp_path) as store:
+        store.set_format_version(FORMAT_VERSION + 1)
+    code = main(["resume", "20260101T000001Z-bbbbbb", "--journal-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err.count("\n") == 1
+    assert f"format version {FORMAT_VERSION + 1}" in err
+
+
+def test_resume_without_journal_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["resume", "any", "--journal-dir", str(tmp_path / "empty")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err.count("\n") == 1
+    assert "no journal" in err
