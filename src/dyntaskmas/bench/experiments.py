@@ -8,6 +8,11 @@
 ``utilisation`` the shared server's busy-slot fraction under each policy
 ``asynchow``   makespan against its lower bound and the optimum on AsyncHow
 ``overhead``   the engine's own CPU time per no-op task
+``theta``      context tokens, deliveries, coordination time and task
+               success for each relevance threshold θ
+``context``    the context manager's commits and θ decisions per second
+               with 16 to 256 concurrent agents, in memory and on Redis;
+               not part of ``all`` (see :data:`STANDALONE_EXPERIMENTS`)
 =============  ==============================================================
 
 :class:`Sizes` contains every size. :data:`FULL` is what ``dyntaskmas bench``
@@ -25,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from dyntaskmas.bench.asynchow import ASYNC_FILE, plan_workload, read_plans
+from dyntaskmas.bench.context_load import StoreKind, local_redis, run_load
 from dyntaskmas.bench.harness import POLICIES, Policy, RunSettings, run_workload
 from dyntaskmas.bench.metrics import makespan_lower_bound, ratio_summary, scaling_efficiency
 from dyntaskmas.bench.optimum import optimal_makespan
 from dyntaskmas.bench.overhead import measure
+from dyntaskmas.bench.theta import THETAS, TOPICS, run_theta, theta_workload
 from dyntaskmas.bench.workloads import (
     COMPLEXITIES,
     Workload,
@@ -40,7 +47,18 @@ from dyntaskmas.bench.workloads import (
 
 logger = logging.getLogger(__name__)
 
-EXPERIMENTS: tuple[str, ...] = ("baseline", "scaling", "utilisation", "asynchow", "overhead")
+EXPERIMENTS: tuple[str, ...] = (
+    "baseline",
+    "scaling",
+    "utilisation",
+    "asynchow",
+    "overhead",
+    "theta",
+)
+#: Experiments that ``all`` leaves out: ``context`` takes about 30 s of real
+#: time on 2 cores and starts a redis-server, against under a second for
+#: ``theta``, so it runs only when named.
+STANDALONE_EXPERIMENTS: tuple[str, ...] = ("context",)
 #: Policies compared on the AsyncHow plans, where the agent count is the variable.
 ASYNCHOW_POLICIES: tuple[Policy, ...] = (
     "level_sync",
@@ -72,6 +90,13 @@ class Sizes:
     overhead_tasks: tuple[int, ...] = (1_000, 10_000, 100_000)
     overhead_repeats: tuple[int, ...] = (7, 5, 3)
     seed: int = 7
+    thetas: tuple[float, ...] = THETAS
+    theta_branches: int = len(TOPICS)
+    theta_repeats: int = 5
+    context_agents: tuple[int, ...] = (16, 64, 256)
+    context_rounds: int = 5
+    # Real seconds each agent waits per round, in place of its model call.
+    context_think_s: float = 0.02
 
 
 FULL = Sizes()
@@ -86,6 +111,12 @@ QUICK = Sizes(
     asynchow_plans=20,
     overhead_tasks=(100, 1_000),
     overhead_repeats=(1, 1),
+    thetas=(0.0, 0.5),
+    theta_branches=3,
+    theta_repeats=1,
+    context_agents=(2, 4),
+    context_rounds=2,
+    context_think_s=0.0,
 )
 
 
@@ -384,6 +415,93 @@ def overhead(sizes: Sizes = FULL) -> ExperimentResult:
     )
 
 
+# --- theta ------------------------------------------------------------------------
+
+
+def theta(sizes: Sizes = FULL) -> ExperimentResult:
+    """Run the fact-passing workload once per θ and measure what reached each prompt."""
+    workload = theta_workload(sizes.theta_branches)
+    rows: list[dict[str, Any]] = []
+    for value in sizes.thetas:
+        point = run_theta(workload, value, repeats=sizes.theta_repeats)
+        rows.append(
+            {
+                "theta": value,
+                "context_tokens": point.context_tokens,
+                "updates_delivered": point.updates_delivered,
+                "coordination_s": round(point.coordination_s, 5),
+                "task_success": round(point.task_success, 4),
+            }
+        )
+    return ExperimentResult(
+        name="theta",
+        title=f"Relevance threshold θ on {sizes.theta_branches} branches of fact -> work -> use",
+        columns=("theta", "context_tokens", "updates_delivered", "coordination_s", "task_success"),
+        rows=tuple(rows),
+        notes=(
+            "Each use task needs the fact of the next branch, which is no predecessor of it. "
+            "task_success: share of use tasks whose prompt contained the needed fact. "
+            "context_tokens: tokens of context placed in all prompts. updates_delivered: "
+            "(update, task) pairs placed in prompts, predecessors' outputs included. "
+            f"coordination_s: real seconds in publish and context_for per run, median of "
+            f"{sizes.theta_repeats}; the rest is deterministic in virtual time.",
+        ),
+    )
+
+
+# --- context ----------------------------------------------------------------------
+
+
+def context(sizes: Sizes = FULL) -> ExperimentResult:
+    """Measure commits and θ decisions per second for each agent count and store."""
+    rows: list[dict[str, Any]] = []
+    notes = [
+        f"Each agent runs {sizes.context_rounds} rounds of: wait {sizes.context_think_s} s, "
+        "publish, ask for context; all share one ContextManager. Rates are per real second. "
+        "decisions are θ decisions, one per (entry, asking task) pair weighed.",
+    ]
+    with local_redis() as redis_url:
+        stores: list[StoreKind] = ["memory"]
+        if redis_url is None:
+            notes.append(
+                "Redis rows skipped: redis-server or redis-py is not installed; install "
+                "Debian's redis-server and the 'redis' extra to measure them."
+            )
+        else:
+            stores.append("redis")
+        for store in stores:
+            for agents in sizes.context_agents:
+                point = run_load(
+                    agents,
+                    store,
+                    rounds=sizes.context_rounds,
+                    think_s=sizes.context_think_s,
+                    redis_url=redis_url,
+                )
+                rows.append(
+                    {
+                        "agents": agents,
+                        "store": store,
+                        "commits_per_s": round(point.commits_per_s, 1),
+                        "decisions_per_s": round(point.decisions_per_s, 1),
+                        "commits_per_s_per_agent": round(point.commits_per_s / agents, 2),
+                    }
+                )
+    return ExperimentResult(
+        name="context",
+        title="Context manager throughput by concurrent agents and store",
+        columns=(
+            "agents",
+            "store",
+            "commits_per_s",
+            "decisions_per_s",
+            "commits_per_s_per_agent",
+        ),
+        rows=tuple(rows),
+        notes=tuple(notes),
+    )
+
+
 def run_experiment(name: str, *, data_dir: Path | None, sizes: Sizes = FULL) -> ExperimentResult:
     """Run the experiment called ``name``; ``asynchow`` needs ``data_dir``."""
     runners: dict[str, Callable[[], ExperimentResult]] = {
@@ -391,13 +509,16 @@ def run_experiment(name: str, *, data_dir: Path | None, sizes: Sizes = FULL) -> 
         "scaling": lambda: scaling(sizes),
         "utilisation": lambda: utilisation(sizes),
         "overhead": lambda: overhead(sizes),
+        "theta": lambda: theta(sizes),
+        "context": lambda: context(sizes),
     }
     if name == "asynchow":
         if data_dir is None:
             raise ValueError("the asynchow experiment needs the data directory")
         return asynchow(data_dir, sizes)
     if name not in runners:
-        raise ValueError(f"experiment {name!r} is unknown; use one of {', '.join(EXPERIMENTS)}")
+        known = ", ".join((*EXPERIMENTS, *STANDALONE_EXPERIMENTS))
+        raise ValueError(f"experiment {name!r} is unknown; use one of {known}")
     logger.info("running experiment %s", name)
     return runners[name]()
 

@@ -44,6 +44,8 @@ def plot_result(result: ExperimentResult, path: Path) -> None:
             "utilisation": _utilisation,
             "asynchow": _asynchow,
             "overhead": _overhead,
+            "theta": _theta,
+            "context": _context,
         }
         drawers[result.name](axes, result.rows)
         axes.set_title(result.title, fontsize=9)
@@ -119,3 +121,29 @@ def _overhead(axes: Any, rows: Sequence[Mapping[str, Any]]) -> None:
     axes.set_ylim(bottom=0)
     axes.set_xlabel("no-op tasks")
     axes.set_ylabel("engine CPU per task (us)")
+
+
+def _theta(axes: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    thetas = [row["theta"] for row in rows]
+    axes.plot(thetas, [row["task_success"] for row in rows], marker="o", label="task success")
+    axes.set_xlabel("θ")
+    axes.set_ylabel("share of tasks given their fact")
+    axes.set_ylim(0, 1.05)
+    tokens = axes.twinx()
+    tokens.plot(
+        thetas, [row["context_tokens"] for row in rows], marker="s", color="grey", label="tokens"
+    )
+    tokens.set_ylabel("context tokens moved")
+    axes.legend(loc="upper right", fontsize=7)
+
+
+def _context(axes: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    for name, (xs, ys) in _series(rows, "store", "agents", "decisions_per_s").items():
+        axes.plot(xs, ys, marker="o", label=f"decisions, {name}")
+    for name, (xs, ys) in _series(rows, "store", "agents", "commits_per_s").items():
+        axes.plot(xs, ys, marker="s", linestyle="--", label=f"commits, {name}")
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_xlabel("concurrent agents")
+    axes.set_ylabel("per real second")
+    axes.legend(fontsize=7)
