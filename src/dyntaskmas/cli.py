@@ -539,19 +539,21 @@ DATA_DIR_ENV_VAR = "DYNTASKMAS_DATA_DIR"
 def _add_bench_parser(
     commands: argparse._SubParsersAction[_OneLineErrorParser],
 ) -> None:
-    from dyntaskmas.bench.experiments import EXPERIMENTS
+    from dyntaskmas.bench.experiments import EXPERIMENTS, STANDALONE_EXPERIMENTS
 
     bench = commands.add_parser(
         "bench",
         help="run the benchmark experiments on the simulated LLM server",
         description="Run benchmark experiments in simulated time: policies compared "
         "(baseline), agent-count sweep (scaling), server utilisation, AsyncHow plans against "
-        "their lower bound, and the engine's own overhead. Prints Markdown tables, or JSON.",
+        "their lower bound, the engine's own overhead, the relevance threshold (theta), and "
+        "the context manager under concurrent agents (context, real time, not in 'all'). "
+        "Prints Markdown tables, or JSON.",
     )
     bench.add_argument(
         "experiment",
-        choices=(*EXPERIMENTS, "all"),
-        help="the experiment to run; 'all' runs every one",
+        choices=(*EXPERIMENTS, *STANDALONE_EXPERIMENTS, "all"),
+        help="the experiment to run; 'all' runs every one but context",
     )
     bench.add_argument(
         "--out",
@@ -603,6 +605,17 @@ def _bench_command(args: argparse.Namespace) -> int:
             raise ConfigError(message)
         print(f"dyntaskmas: warning: {message}; skipping the asynchow experiment", file=sys.stderr)
         names.remove("asynchow")
+    if args.out is not None:
+        # Fail before minutes of experiments, not after them.
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise ConfigError(f"--out {str(args.out)!r} is a file; pass a folder")
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the output folder {str(args.out)!r}: {exc.strerror}; "
+                f"pass a writable folder to --out"
+            ) from None
 
     results = []
     for name in names:
@@ -695,6 +708,10 @@ def _journal_dir(args: argparse.Namespace) -> Path:
 
 def _runs_command(args: argparse.Namespace) -> int:
     journal_dir = _journal_dir(args)
+    if args.journal_dir is not None and not Path(args.journal_dir).is_dir():
+        raise ConfigError(
+            f"journal folder {str(args.journal_dir)!r} does not exist; check --journal-dir"
+        )
     if not (journal_dir / JOURNAL_FILE_NAME).exists():
         rows: list[tuple[RunRow, str]] = []
     else:
@@ -752,6 +769,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dyntaskmas: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (as with `| head`); Python would otherwise
+        # report the failed flush of stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (ConfigError, EndpointUnavailableError, JournalError) as exc:
         print(f"dyntaskmas: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -33,7 +33,9 @@ def test_runs_lists_each_run_with_status(
 
 
 def test_runs_without_journal_says_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["runs", "--journal-dir", str(tmp_path / "empty")])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["runs", "--journal-dir", str(empty)])
     assert code == EXIT_OK
     assert capsys.readouterr().out.strip() == "no runs recorded"
 

@@ -210,6 +210,8 @@ async def test_missing_model_path_rejected(tmp_path: Path) -> None:
         pytest.skip(SKIP_REASON)
     missing = tmp_path / "absent.gguf"
 
-    with pytest.raises(ModelFileNotFoundError, match="absent.gguf does not exist; give the path of a GGUF file"):
+    with pytest.raises(
+        ModelFileNotFoundError, match=r"absent\.gguf does not exist; give the path of a GGUF file"
+    ):
         async with EmbeddedServer(missing):
             pass
