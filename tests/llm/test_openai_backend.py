@@ -313,12 +313,22 @@ async def test_null_content_raises_response_error() -> None:
     assert "I cannot help" in str(raised.value)
 
 
-async def test_invalid_json_raises_response_error() -> None:
+async def test_invalid_json_retried_then_succeeds() -> None:
+    handler = reply_sequence(ScriptedReply(raw_body="{not json"), "4")
+    async with serve(handler) as (server, model):
+        completion = await model.complete(QUESTION, max_tokens=8)
+
+    assert completion.text == "4"
+    assert completion.attempts == 2
+    assert len(server.calls) == 2
+
+
+async def test_persistent_invalid_json_raises() -> None:
     async with serve(lambda request: ScriptedReply(raw_body="{not json")) as (server, model):
-        with pytest.raises(LLMResponseError, match="not valid JSON"):
+        with pytest.raises(TransientLLMError, match="not valid JSON"):
             await model.complete(QUESTION, max_tokens=8)
 
-    assert len(server.calls) == 1
+    assert len(server.calls) == FAST_RETRIES.max_attempts
 
 
 async def test_missing_usage_counts_zero() -> None:

@@ -24,7 +24,6 @@ from dyntaskmas.engine.executor import Engine, EngineConfig
 from dyntaskmas.errors import (
     EndpointUnavailableError,
     LLMRequestError,
-    LLMResponseError,
     TransientLLMError,
 )
 from dyntaskmas.graph.task import TaskSpec
@@ -256,15 +255,15 @@ async def test_slow_response_adds_delay() -> None:
     assert completion.usage.completion_tokens == 2
 
 
-async def test_malformed_body_is_not_retried() -> None:
+async def test_malformed_body_retried_then_raised() -> None:
     async with (
         simulated(FaultConfig(rate_malformed=1.0)) as server,
         client_of(server, fast_retries(3)) as model,
     ):
-        with pytest.raises(LLMResponseError, match="not valid JSON"):
+        with pytest.raises(TransientLLMError, match="not valid JSON"):
             await model.complete(MESSAGES, max_tokens=2)
 
-    assert server.received == 1
+    assert server.received == 3
 
 
 async def test_truncated_body_retried_as_connection_error() -> None:

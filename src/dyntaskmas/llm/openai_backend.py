@@ -226,8 +226,10 @@ def translate_error(exc: Exception, *, url: str, attempts: int, now_epoch_s: flo
         return LLMResponseError(f"{url} returned an unusable completion: {exc}")
 
     if isinstance(exc, json.JSONDecodeError):
-        return LLMResponseError(
-            f"{url} returned a body that is not valid JSON ({exc}); "
+        # A body cut or garbled on the way is the usual cause, so it is retried
+        # like a 5xx; a server that never sends JSON fails after every attempt.
+        return TransientLLMError(
+            f"{url} returned a body that is not valid JSON {tried} ({exc}); "
             f"check that the endpoint is OpenAI-compatible"
         )
 
