@@ -19,24 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
-import socket
-import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Literal
+from typing import Literal
 
 from dyntaskmas.bench.theta import TOPICS
+from dyntaskmas.context.local_redis import local_redis as start_local_redis
+from dyntaskmas.context.local_redis import redis_available
 from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.context.repository import ContextRepository
 from dyntaskmas.graph.task import TaskSpec
 
 StoreKind = Literal["memory", "redis"]
-REDIS_START_TIMEOUT_S = 10.0
 # A prompt budget large enough that selection never drops an entry for room.
 BUDGET_TOKENS = 4000
 
@@ -119,82 +115,15 @@ def run_load(
 # --- a private redis-server ------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _drain(stream: IO[str]) -> None:
-    for _ in stream:
-        pass
-
-
-def _spawn_redis(binary: str, directory: str) -> tuple[subprocess.Popen[str], int] | None:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            # No persistence: the benchmark's keys are thrown away with the server.
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            directory,
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
-    # Readiness is the server's own log line, so there is no polling.
-    for line in process.stdout:
-        if "Ready to accept connections" in line:
-            # Keep reading its log, or a full pipe would block the server.
-            threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
-            return process, port
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    process.wait()
-    return None
-
-
 @contextmanager
 def local_redis() -> Iterator[str | None]:
-    """Start redis-server on a free 127.0.0.1 port and yield its URL; stop it on exit.
+    """Yield the URL of a private redis-server on 127.0.0.1, or None without one.
 
-    Yields None when redis-server or redis-py is not installed. Raises
-    RuntimeError when the server does not start in three tries (another
-    process can take a probed port before the server binds it).
+    None means redis-server or redis-py is not installed, so the caller can
+    skip its Redis rows; see :func:`dyntaskmas.context.local_redis.local_redis`.
     """
-    binary = shutil.which("redis-server")
-    try:
-        import redis  # noqa: F401
-    except ImportError:
-        binary = None
-    if binary is None:
+    if not redis_available():
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="dyntaskmas-redis-") as directory:
-        started = None
-        for _ in range(3):
-            started = _spawn_redis(binary, directory)
-            if started is not None:
-                break
-        if started is None:
-            raise RuntimeError("redis-server did not start on 127.0.0.1 in three tries")
-        process, port = started
-        try:
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with start_local_redis() as url:
+        yield url
