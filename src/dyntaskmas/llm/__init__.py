@@ -7,6 +7,7 @@
 - :mod:`~dyntaskmas.llm.openai_backend`: the OpenAI-compatible HTTP backend.
 - :mod:`~dyntaskmas.llm.scripted`: a scripted OpenAI-compatible server for tests.
 - :mod:`~dyntaskmas.llm.embedded`: the embedded llama-cpp-python model server.
+- :mod:`~dyntaskmas.llm.openai_http`: serving helpers shared by our own HTTP servers.
 
 Names are imported on first use, so that code needing only the data types
 does not pay for importing the ``openai`` SDK (about 0.6 s) and aiohttp.

@@ -36,6 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from dyntaskmas.clock import Clock, MonotonicClock
+from dyntaskmas.llm.openai_http import error_response, message_text, serve_app
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +45,6 @@ logger = logging.getLogger(__name__)
 #: second or more, so this leaves room above aiohttp's default of 128 for
 #: many agents connecting at once.
 DEFAULT_BACKLOG = 512
-
-_ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 @dataclass(frozen=True)
@@ -113,7 +104,7 @@ class ScriptedRequest:
         """The text of the last user message, or "" when there is none."""
         for message in reversed(self.messages):
             if message.get("role") == "user":
-                return _content_text(message.get("content"))
+                return message_text(message.get("content"))
         return ""
 
 
@@ -244,16 +235,7 @@ class ScriptedLLMServer:
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
 
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0, backlog=self._backlog)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = _bound_port(runner)
+        self._runner, self._port = await serve_app(app, "127.0.0.1", 0, backlog=self._backlog)
 
     async def stop(self) -> None:
         """Stop the server, cancelling handlers that are still running."""
@@ -292,7 +274,7 @@ class ScriptedLLMServer:
 
     async def _handle_embeddings(self, http_request: web.Request) -> web.Response:
         if self._embeddings is None:
-            return _error_response(
+            return error_response(
                 404,
                 "this scripted server was started without an embeddings handler",
                 None,
@@ -302,9 +284,9 @@ class ScriptedLLMServer:
         try:
             body = await http_request.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _error_response(400, f"request body is not valid JSON: {exc}", None, None, {})
+            return error_response(400, f"request body is not valid JSON: {exc}", None, None, {})
         if not isinstance(body, dict):
-            return _error_response(400, "request body must be a JSON object", None, None, {})
+            return error_response(400, "request body must be a JSON object", None, None, {})
 
         headers = {name.lower(): value for name, value in http_request.headers.items()}
         request = ScriptedRequest(index=len(self.embedding_calls), body=body, headers=headers)
@@ -316,12 +298,10 @@ class ScriptedLLMServer:
             logger.warning(
                 "scripted embeddings handler raised on request %d: %r", request.index, exc
             )
-            return _error_response(
-                500, f"scripted handler raised {exc!r}", "server_error", None, {}
-            )
+            return error_response(500, f"scripted handler raised {exc!r}", "server_error", None, {})
         if isinstance(result, ScriptedReply):
             message = result.error_message or f"scripted error {result.status}"
-            return _error_response(
+            return error_response(
                 result.status, message, result.error_type, result.error_code, result.headers
             )
 
@@ -343,9 +323,9 @@ class ScriptedLLMServer:
         try:
             body = await http_request.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _error_response(400, f"request body is not valid JSON: {exc}", None, None, {})
+            return error_response(400, f"request body is not valid JSON: {exc}", None, None, {})
         if not isinstance(body, dict):
-            return _error_response(400, "request body must be a JSON object", None, None, {})
+            return error_response(400, "request body must be a JSON object", None, None, {})
 
         headers = {name.lower(): value for name, value in http_request.headers.items()}
         request = ScriptedRequest(index=len(self.calls), body=body, headers=headers)
@@ -383,9 +363,7 @@ class ScriptedLLMServer:
         except Exception as exc:
             self.handler_errors.append(exc)
             logger.warning("scripted handler raised on request %d: %r", request.index, exc)
-            return _error_response(
-                500, f"scripted handler raised {exc!r}", "server_error", None, {}
-            )
+            return error_response(500, f"scripted handler raised {exc!r}", "server_error", None, {})
 
         if reply.delay_s > 0:
             await self._clock.sleep(reply.delay_s)
@@ -399,9 +377,8 @@ class ScriptedLLMServer:
             )
         if reply.status >= 400:
             message = reply.error_message or f"scripted error {reply.status}"
-            error_type = reply.error_type or _default_error_type(reply.status)
-            return _error_response(
-                reply.status, message, error_type, reply.error_code, reply.headers
+            return error_response(
+                reply.status, message, reply.error_type, reply.error_code, reply.headers
             )
         if request.stream:
             return await self._stream_completion(request, reply, http_request)
@@ -489,32 +466,8 @@ def reply_sequence(*replies: ReplyLike) -> Handler:
     return handler
 
 
-def _error_response(
-    status: int,
-    message: str,
-    error_type: str | None,
-    code: str | None,
-    headers: Mapping[str, str],
-) -> web.Response:
-    body = {
-        "error": {
-            "message": message,
-            "type": error_type or _default_error_type(status),
-            "param": None,
-            "code": code,
-        }
-    }
-    return web.json_response(body, status=status, headers=headers)
-
-
-def _default_error_type(status: int) -> str:
-    if status >= 500:
-        return "server_error"
-    return _ERROR_TYPES.get(status, "invalid_request_error")
-
-
 def _usage_body(request: ScriptedRequest, reply: ScriptedReply) -> dict[str, int]:
-    prompt_text = "".join(_content_text(message.get("content")) for message in request.messages)
+    prompt_text = "".join(message_text(message.get("content")) for message in request.messages)
     prompt_tokens = (
         reply.prompt_tokens if reply.prompt_tokens is not None else _rough_tokens(prompt_text)
     )
@@ -536,19 +489,6 @@ def _rough_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def _content_text(content: object) -> str:
-    """Return the text of a message's content, a string or a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
 def _split_for_stream(text: str) -> list[str]:
     """Split text into word-sized pieces that join back to the same text."""
     pieces: list[str] = []
@@ -560,10 +500,3 @@ def _split_for_stream(text: str) -> list[str]:
     if text:
         pieces.append(text[start:])
     return pieces
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    raise RuntimeError(f"cannot find the port the scripted server bound: {runner.addresses!r}")

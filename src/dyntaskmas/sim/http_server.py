@@ -46,6 +46,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dyntaskmas.llm.openai_http import error_response, message_text, serve_app
 from dyntaskmas.llm.scripted import DEFAULT_BACKLOG
 from dyntaskmas.sim.chat_model import DEFAULT_MODEL_NAME
 from dyntaskmas.sim.content import (
@@ -154,16 +155,9 @@ class SimulatedLLMServer:
         app.router.add_get("/v1/sim/stats", self._handle_stats)
         app.router.add_post("/v1/sim/reset", self._handle_reset)
 
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self._host, self._requested_port, backlog=self._backlog)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = _bound_port(runner)
+        self._runner, self._port = await serve_app(
+            app, self._host, self._requested_port, backlog=self._backlog
+        )
         logger.info(
             "simulated LLM server listening on %s: %d slots, speedup %g",
             self.base_url,
@@ -261,7 +255,7 @@ class SimulatedLLMServer:
         try:
             budget = output_budget(self.simulator.config, prompt_tokens, max_tokens)
         except ContextLengthError as exc:
-            return _error_response(400, str(exc), code="context_length_exceeded")
+            return error_response(400, str(exc), code="context_length_exceeded")
         natural = (
             self._output_lengths.sample(self._lengths_rng)
             if self._output_lengths is not None
@@ -324,19 +318,19 @@ class SimulatedLLMServer:
             or not inputs
             or not all(isinstance(i, str) for i in inputs)
         ):
-            return _error_response(
+            return error_response(
                 400, "'input' must be a string or a non-empty list of strings", param="input"
             )
         encoding = body.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
-            return _error_response(
+            return error_response(
                 400,
                 f"'encoding_format' must be 'float' or 'base64', got {encoding!r}",
                 param="encoding_format",
             )
         dimensions = body.get("dimensions", self._embedding_dimensions)
         if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
-            return _error_response(
+            return error_response(
                 400, f"'dimensions' must be an integer >= 1, got {dimensions!r}", param="dimensions"
             )
 
@@ -371,7 +365,7 @@ class SimulatedLLMServer:
         config = self.faults.config
         if fault == "rate_limited":
             wait_s = config.retry_after_s
-            return _error_response(
+            return error_response(
                 429,
                 f"simulated rate limit; retry after {wait_s:g} s",
                 headers={
@@ -380,7 +374,7 @@ class SimulatedLLMServer:
                 },
             )
         if fault == "server_error":
-            return _error_response(500, "simulated server error")
+            return error_response(500, "simulated server error")
         if fault == "slow":
             await asyncio.sleep(config.slow_s)
         return None
@@ -457,25 +451,25 @@ def _parse_chat(
     """Return a chat request's message texts, max tokens, stream and usage flags, or a 400."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        return _error_response(400, "'messages' must be a non-empty list", param="messages")
+        return error_response(400, "'messages' must be a non-empty list", param="messages")
     contents = []
     for index, message in enumerate(messages):
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
-            return _error_response(
+            return error_response(
                 400, f"message {index} must be an object with a string 'role'", param="messages"
             )
-        contents.append(_content_text(message.get("content")))
+        contents.append(message_text(message.get("content")))
 
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens", default_max_tokens))
     if max_tokens is None:
         max_tokens = default_max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        return _error_response(
+        return error_response(
             400, f"'max_tokens' must be an integer >= 1, got {max_tokens!r}", param="max_tokens"
         )
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        return _error_response(400, f"'stream' must be a boolean, got {stream!r}", param="stream")
+        return error_response(400, f"'stream' must be a boolean, got {stream!r}", param="stream")
     options = body.get("stream_options")
     include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
     return contents, max_tokens, stream, include_usage
@@ -487,9 +481,9 @@ async def _json_object(
     try:
         body = await http_request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return None, _error_response(400, f"request body is not valid JSON: {exc}")
+        return None, error_response(400, f"request body is not valid JSON: {exc}")
     if not isinstance(body, dict):
-        return None, _error_response(400, "request body must be a JSON object")
+        return None, error_response(400, "request body must be a JSON object")
     return body, None
 
 
@@ -524,46 +518,9 @@ def _close_connection(http_request: web.Request) -> None:
         transport.close()
 
 
-def _error_response(
-    status: int,
-    message: str,
-    *,
-    code: str | None = None,
-    param: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> web.Response:
-    error_type = {
-        400: "invalid_request_error",
-        429: "rate_limit_error",
-    }.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    body = {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-    logger.debug("responding with HTTP %d: %s", status, message)
-    return web.json_response(body, status=status, headers=dict(headers or {}))
-
-
-def _content_text(content: object) -> str:
-    """Return the text of a message's content, a string or a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-        )
-    return ""
-
-
 def _split_words(text: str) -> list[str]:
     """Split text into one piece per word, each but the first with its leading space."""
     words = text.split(" ")
     if words == [""]:
         return []
     return [words[0], *(f" {word}" for word in words[1:])]
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    raise RuntimeError(f"cannot find the port the simulated server bound: {runner.addresses!r}")
