@@ -18,9 +18,9 @@ and what to do next; the offending ids and limits are kept as attributes.
     │   └── InvalidPlanError         still invalid after the repair call
     ├── LLMError                     a call to a model endpoint failed
     │   ├── EndpointUnavailableError connection refused, DNS, server never ready
-    │   ├── TransientLLMError        429, 5xx, timeout: retried, then raised
+    │   ├── TransientLLMError        429, 5xx, timeout, bad JSON: retried, then raised
     │   ├── LLMRequestError          4xx other than 429: not retried
-    │   └── LLMResponseError         the endpoint answered something unusable
+    │   └── LLMResponseError         the endpoint responded with something unusable
     ├── TaskFailedError              a task's execution raised
     ├── StuckRunError                pending tasks can never become ready
     ├── ContextError                 the context repository rejected a read or write
@@ -179,7 +179,7 @@ class EndpointUnavailableError(LLMError):
 
 
 class TransientLLMError(LLMError):
-    """A retryable failure (429, 5xx, timeout) that outlasted every retry."""
+    """A retryable failure (429, 5xx, timeout, invalid JSON) that outlasted every retry."""
 
     def __init__(
         self,
@@ -197,7 +197,7 @@ class LLMRequestError(LLMError):
 
 
 class LLMResponseError(LLMError):
-    """The endpoint answered, but the answer is unusable (no choices, bad JSON)."""
+    """The endpoint responded, but its response is unusable (no choices, bad JSON)."""
 
 
 # --- execution ---------------------------------------------------------------

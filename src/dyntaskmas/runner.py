@@ -58,7 +58,7 @@ class RunOptions:
 
     ``base_url`` falls back to ``DYNTASKMAS_BASE_URL``; with neither, the
     embedded model is used. ``api_key_env`` names the environment variable
-    that holds the API key (keys are never passed as values, so they stay out
+    that contains the API key (keys are never passed as values, so they stay out
     of shell history and process lists). ``concurrency`` limits requests in
     flight per endpoint and defaults to the number of agents.
     ``local_servers`` is how many embedded server processes to start; each

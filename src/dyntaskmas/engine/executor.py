@@ -1,11 +1,11 @@
 """The dataflow executor: runs a task graph on a pool of agents.
 
 Policy: dataflow, not supersteps. A task is dispatched the moment its own
-dependencies are done and an idle agent serves its role; among ready tasks
-the highest critical-path priority goes first (see
-:mod:`dyntaskmas.engine.ready_queue`). Each agent runs one task at a time;
-endpoint concurrency limits apply inside the model clients. A failed task
-cancels only its descendants; the rest of the graph carries on.
+dependencies are done and an idle agent that serves its role has a free
+slot on its endpoint. Among ready tasks the highest critical-path priority
+goes first (see :mod:`dyntaskmas.engine.ready_queue`). Each agent runs one
+task at a time. A failed task cancels only its descendants, and the rest
+of the graph carries on.
 
 Task kinds:
 
@@ -217,7 +217,7 @@ class Engine:
     for each run from the run's id.
     With one, every output is published to it and every prompt's inputs are
     chosen by it within the model's window; without one, a task's prompt
-    holds its direct predecessors' outputs in full.
+    contains its direct predecessors' outputs in full.
     """
 
     def __init__(
@@ -550,7 +550,10 @@ class Engine:
     # --- execution ----------------------------------------------------------------
 
     async def _execute(self, run: _Run, task_id: str, agent: Agent) -> None:
-        """Run one task on ``agent`` and post its outcome; never raises except on cancel."""
+        """Run one task on ``agent`` and post its outcome.
+
+        Any error becomes a failed outcome; only cancellation propagates.
+        """
         started = self.clock.now()
         spec = run.graph.task(task_id).spec
         try:
@@ -626,9 +629,10 @@ class Engine:
             problems = "; ".join(exc.problems) or str(exc)
             failure = f"failed after one repair attempt ({problems})"
         except LLMError as exc:
-            # A server may reject the structured-output request itself (llama-cpp-
-            # python answers OpenAI's json_schema form with a 500). The work can
-            # still run undecomposed; if the server is down, that task fails too.
+            # A server may reject the structured-output request itself:
+            # llama-cpp-python 0.3.36 rejects OpenAI's json_schema form with a
+            # 500. The work can still run undecomposed, and if the server is
+            # down, that task fails too.
             logger.info("plan call for %s failed: %s", name, exc)
             failure = f"failed because the plan call failed ({exc})"
         if failure is not None:
@@ -749,15 +753,20 @@ class Engine:
                     error=task.error,
                 )
             )
+
+        # The answer is the output of the last sink: the synthesis task of a
+        # planned run, or the last end of a ready-made graph.
         sinks = [t for t in graph if not graph.successors(t.id)]
         final = sinks[-1] if sinks else None
         answer = final.output if final is not None and final.state == "done" else None
+
         notes = list(run.notes)
         for task in graph:
             if task.state == "failed":
                 notes.append(f"task {task.id!r} failed: {task.error}")
         if final is not None and final.state == "cancelled":
             notes.append(f"no answer: {final.error}")
+
         usage = Usage(
             prompt_tokens=sum(c.usage.prompt_tokens for c in run.model_calls),
             completion_tokens=sum(c.usage.completion_tokens for c in run.model_calls),

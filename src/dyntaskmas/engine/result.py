@@ -20,7 +20,7 @@ RunStatus = Literal["succeeded", "failed"]
 
 @dataclass(frozen=True)
 class TaskRecord:
-    """What happened to one task of a run."""
+    """The record of one task of a run: its spec, state, agent, times and output."""
 
     id: str
     description: str

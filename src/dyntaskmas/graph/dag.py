@@ -234,8 +234,8 @@ class TaskGraph:
     def _expect(self, task_id: str, *states: TaskState) -> Task:
         task = self.task(task_id)
         if task.state not in states:
-            wanted = " or ".join(states)
-            raise GraphError(f"task {task_id!r} is {task.state}, expected {wanted}")
+            expected = " or ".join(states)
+            raise GraphError(f"task {task_id!r} is {task.state}, expected {expected}")
         return task
 
     def _cancel_cascade(self, roots: Iterable[str], reason: str, now: float) -> list[str]:
@@ -376,11 +376,11 @@ class TaskGraph:
         extra: dict[str, set[str]] = {}
         for dependency, dependent in edges:
             extra.setdefault(dependency, set()).add(dependent)
-        gone = set(removed)
+        removed_edges = set(removed)
 
         def successors(node: str) -> list[str]:
             existing = self._succs.get(node, set())
-            out = [s for s in existing if (node, s) not in gone]
+            out = [s for s in existing if (node, s) not in removed_edges]
             out.extend(extra.get(node, ()))
             return out
 

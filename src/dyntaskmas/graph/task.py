@@ -11,7 +11,7 @@ task a new unfinished dependency sends it back to pending::
                   \\          \\-> failed
                    \\-> cancelled        (pending or ready only)
 
-This module holds plain data; :mod:`dyntaskmas.graph.dag` owns the rules
+This module contains plain data; :mod:`dyntaskmas.graph.dag` owns the rules
 for moving between states.
 """
 
