@@ -172,3 +172,50 @@ async def test_scope_names_match_literally(store: ContextStore) -> None:
     listed = [e.scope for e in await store.list_entries("r%n")]
 
     assert listed == ["r%n"]
+
+
+async def test_changes_from_zero_list_subtree(store: ContextStore) -> None:
+    await put(store, "tx1", write("run", "shared", 1), write("run/t.1", "output", 2))
+    await put(store, "tx2", write("other", "k", 3))
+
+    changes = await store.changes_since("run", 0)
+
+    assert sorted(e.address for e in changes.entries) == [("run", "shared"), ("run/t.1", "output")]
+    assert changes.removed == ()
+    assert changes.cursor > 0
+
+
+async def test_changes_after_cursor_only_new(store: ContextStore) -> None:
+    await put(store, "tx1", write("run", "a", 1), write("run", "b", 1))
+    first = await store.changes_since("run", 0)
+    await put(store, "tx2", write("run", "b", 2, over=1))
+
+    second = await store.changes_since("run", first.cursor)
+    third = await store.changes_since("run", second.cursor)
+
+    assert [(e.key, e.value) for e in second.entries] == [("b", 2)]
+    assert second.cursor > first.cursor
+    assert third.entries == ()
+    assert third.cursor == second.cursor
+
+
+async def test_changes_report_undone_commit(store: ContextStore) -> None:
+    await put(store, "tx0", write("run", "old", "kept"))
+    before = await store.changes_since("run", 0)
+    await store.prepare("tx1", [write("run", "old", "changed", over=1), write("run", "new", "x")])
+    await store.commit("tx1")
+    await store.abort("tx1")
+
+    changes = await store.changes_since("run", before.cursor)
+
+    assert [(e.key, e.value, e.version) for e in changes.entries] == [("old", "kept", 1)]
+    assert changes.removed == (("run", "new"),)
+
+
+async def test_changes_skip_prepared_writes(store: ContextStore) -> None:
+    await store.prepare("tx1", [write("run", "k", "v")])
+
+    changes = await store.changes_since("run", 0)
+
+    assert changes.entries == ()
+    assert changes.removed == ()

@@ -11,7 +11,10 @@ Keys, all under ``prefix`` (``{id}`` is the JSON text ``["scope", "key"]``):
 - ``{prefix}:lock:{id}``: the id of the transaction that has locked the key;
 - ``{prefix}:tx:{txid}``: a hash with the transaction's ``state`` (prepared
   or committed) and its ``writes``, before-images included;
-- ``{prefix}:index``: a set of every ``{id}`` with a committed entry.
+- ``{prefix}:index``: a set of every ``{id}`` with a committed entry;
+- ``{prefix}:seq``: the last sequence number of the change feed;
+- ``{prefix}:changes``: a sorted set of every ``{id}`` ever committed, scored
+  by the sequence number of its last change (commit or undone commit).
 
 Each protocol call is one Lua script, and Redis runs a script without
 interleaving any other command, which makes prepare, commit, abort and
@@ -30,7 +33,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from dyntaskmas.context.entries import Entry, StagedWrite
 from dyntaskmas.context.scopes import is_within
-from dyntaskmas.context.stores import check_distinct
+from dyntaskmas.context.stores import ChangeSet, check_distinct
 from dyntaskmas.errors import VersionConflictError
 
 DEFAULT_PREFIX = "dyntaskmas:context"
@@ -74,6 +77,7 @@ local staged = cjson.decode(redis.call('HGET', txkey, 'writes'))
 for _, s in ipairs(staged) do
   redis.call('HSET', prefix .. ':e:' .. s[1], 'v', s[3], 'entry', s[2])
   redis.call('SADD', prefix .. ':index', s[1])
+  redis.call('ZADD', prefix .. ':changes', redis.call('INCR', prefix .. ':seq'), s[1])
 end
 redis.call('HSET', txkey, 'state', 'committed')
 return 'ok'
@@ -94,6 +98,7 @@ for _, s in ipairs(staged) do
     else
       redis.call('HSET', prefix .. ':e:' .. s[1], 'v', s[5], 'entry', s[4])
     end
+    redis.call('ZADD', prefix .. ':changes', redis.call('INCR', prefix .. ':seq'), s[1])
   end
   local lock = prefix .. ':lock:' .. s[1]
   if redis.call('GET', lock) == txid then redis.call('DEL', lock) end
@@ -153,6 +158,30 @@ class RedisStore:
             texts: list[Any] = await pipe.execute()
         return [_decode_entry(text) for text in texts if text is not None]
 
+    async def changes_since(self, scope: str, cursor: int) -> ChangeSet:
+        # A script assigns each sequence number and adds the key in one step,
+        # so no change below the highest score read can appear later.
+        scored: list[Any] = await self._redis.zrangebyscore(
+            f"{self.prefix}:changes", f"({cursor}", "+inf", withscores=True
+        )
+        if not scored:
+            return ChangeSet((), (), cursor)
+        newest = max(cursor, int(scored[-1][1]))
+        wanted = [entry_id for entry_id, _ in scored if is_within(json.loads(entry_id)[0], scope)]
+        if not wanted:
+            return ChangeSet((), (), newest)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id in wanted:
+                pipe.hget(self._entry_key(entry_id), "entry")
+            texts: list[Any] = await pipe.execute()
+        # An entry changed again after the range was read comes back at its
+        # newer state; the next call returns it once more, which is harmless.
+        entries = tuple(_decode_entry(text) for text in texts if text is not None)
+        removed = tuple(
+            _address(entry_id) for entry_id, text in zip(wanted, texts, strict=True) if text is None
+        )
+        return ChangeSet(entries, removed, newest)
+
     async def prepare(self, txid: str, writes: Sequence[StagedWrite]) -> None:
         check_distinct(writes)
         payload = [
@@ -197,6 +226,11 @@ class RedisStore:
 def _entry_id(scope: str, key: str) -> str:
     # JSON keeps the pair unambiguous whatever characters scope and key contain.
     return json.dumps([scope, key], separators=(",", ":"))
+
+
+def _address(entry_id: str) -> tuple[str, str]:
+    scope, key = json.loads(entry_id)
+    return str(scope), str(key)
 
 
 # Every context request lists the whole run, so the same committed entry

@@ -10,6 +10,7 @@ entries only. It owns no policy about what a task should see; that is
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from dyntaskmas.clock import Clock
@@ -18,7 +19,17 @@ from dyntaskmas.context.entries import Entry
 from dyntaskmas.context.merge import MergePolicy
 from dyntaskmas.context.scopes import ancestors, validate_scope
 from dyntaskmas.context.sqlite_store import SQLiteStore
-from dyntaskmas.context.stores import ContextStore, MemoryStore
+from dyntaskmas.context.stores import Address, ContextStore, MemoryStore
+
+
+@dataclass(frozen=True)
+class RepositoryChanges:
+    """What changed under a scope in every store after a cursor; see ``changes_under``."""
+
+    entries: tuple[Entry, ...]
+    removed: tuple[Address, ...]
+    #: One position per store, in the order of ``StoreRouter.stores()``.
+    cursor: tuple[int, ...]
 
 
 class ContextRepository:
@@ -75,6 +86,33 @@ class ContextRepository:
                 if self.router.store_for(entry.scope) is store:
                     found[entry.address] = entry
         return sorted(found.values(), key=lambda entry: entry.address)
+
+    async def changes_under(
+        self, scope: str, cursor: tuple[int, ...] | None = None
+    ) -> RepositoryChanges:
+        """Return what changed under ``scope`` after ``cursor``; None asks for everything.
+
+        Pass the returned cursor to the next call. Within each store, entries
+        come in the order they changed.
+        """
+        validate_scope(scope)
+        stores = self.router.stores()
+        positions = cursor if cursor is not None else (0,) * len(stores)
+        if len(positions) != len(stores):
+            raise ValueError(
+                f"cursor {positions!r} has {len(positions)} positions for {len(stores)} stores; "
+                f"pass a cursor this repository returned"
+            )
+        entries: list[Entry] = []
+        removed: list[Address] = []
+        next_positions: list[int] = []
+        for store, position in zip(stores, positions, strict=True):
+            changes = await store.changes_since(scope, position)
+            # As in entries_under, only the store a scope is routed to counts.
+            entries.extend(e for e in changes.entries if self.router.store_for(e.scope) is store)
+            removed.extend(a for a in changes.removed if self.router.store_for(a[0]) is store)
+            next_positions.append(changes.cursor)
+        return RepositoryChanges(tuple(entries), tuple(removed), tuple(next_positions))
 
     async def commit(self, update: Update) -> CommitResult:
         """Commit ``update`` in every store it touches, or in none; see CommitCoordinator."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dyntaskmas.context.entries import Entry, StagedWrite
-from dyntaskmas.context.stores import check_distinct
+from dyntaskmas.context.stores import ChangeSet, check_distinct
 from dyntaskmas.errors import VersionConflictError
 
 DEFAULT_FILE_NAME = "context.sqlite3"
@@ -49,7 +49,31 @@ CREATE TABLE IF NOT EXISTS context_pending (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX IF NOT EXISTS context_pending_txid ON context_pending (txid);
+CREATE TABLE IF NOT EXISTS context_changes (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX IF NOT EXISTS context_changes_seq ON context_changes (seq);
+-- Files written before the change feed existed: give their entries a place in it.
+INSERT OR IGNORE INTO context_changes (scope, key, seq)
+SELECT scope, key,
+       (SELECT COALESCE(MAX(seq), 0) FROM context_changes)
+       + ROW_NUMBER() OVER (ORDER BY scope, key)
+FROM context_entries AS e
+WHERE NOT EXISTS (
+    SELECT 1 FROM context_changes AS c WHERE c.scope = e.scope AND c.key = e.key
+);
 """
+
+# Run inside a write transaction, which SQLite gives one connection at a
+# time, so sequence numbers are handed out in commit order without gaps.
+_RECORD_CHANGE = (
+    "INSERT INTO context_changes (scope, key, seq) "
+    "VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM context_changes)) "
+    "ON CONFLICT (scope, key) DO UPDATE SET seq = excluded.seq"
+)
 
 
 class SQLiteStore:
@@ -97,6 +121,31 @@ class SQLiteStore:
                 (scope, len(prefix), prefix),
             ).fetchall()
             return [Entry.from_json(row[0]) for row in rows]
+
+        return await self._run(read)
+
+    async def changes_since(self, scope: str, cursor: int) -> ChangeSet:
+        prefix = scope + "/"
+
+        def read(connection: sqlite3.Connection) -> ChangeSet:
+            # One read transaction, so both queries see the same snapshot.
+            connection.execute("BEGIN")
+            try:
+                rows = connection.execute(
+                    "SELECT c.scope, c.key, c.seq, e.entry FROM context_changes AS c "
+                    "LEFT JOIN context_entries AS e ON e.scope = c.scope AND e.key = c.key "
+                    "WHERE c.seq > ? AND (c.scope = ? OR substr(c.scope, 1, ?) = ?) "
+                    "ORDER BY c.seq",
+                    (cursor, scope, len(prefix), prefix),
+                ).fetchall()
+                # The cursor moves past changes in other scopes too, so they are not read again.
+                latest = connection.execute("SELECT COALESCE(MAX(seq), 0) FROM context_changes")
+                newest = max(cursor, int(latest.fetchone()[0]))
+            finally:
+                connection.execute("COMMIT")
+            entries = tuple(Entry.from_json(row[3]) for row in rows if row[3] is not None)
+            removed = tuple((row[0], row[1]) for row in rows if row[3] is None)
+            return ChangeSet(entries, removed, newest)
 
         return await self._run(read)
 
@@ -164,6 +213,7 @@ class SQLiteStore:
                         "version = excluded.version, entry = excluded.entry",
                         (entry.scope, entry.key, entry.version, entry_json),
                     )
+                    connection.execute(_RECORD_CHANGE, (entry.scope, entry.key))
                 connection.execute(
                     "UPDATE context_pending SET committed = 1 WHERE txid = ?", (txid,)
                 )
@@ -191,6 +241,7 @@ class SQLiteStore:
                             "WHERE scope = ? AND key = ?",
                             (version, before, scope, key),
                         )
+                    connection.execute(_RECORD_CHANGE, (scope, key))
                 connection.execute("DELETE FROM context_pending WHERE txid = ?", (txid,))
 
         await self._run(abort)

@@ -18,6 +18,12 @@ transaction id:
 ``release(txid)``
     makes the commit final: drops the before-images and unlocks.
 
+Every store also keeps a change feed for readers that cache entries:
+each commit, and each abort that undoes a commit, gives the keys it
+changed a new sequence number, larger than any before it.
+``changes_since(scope, cursor)`` returns what changed under a scope after
+a cursor, so a reader fetches only what is new instead of every entry.
+
 The coordinator (:mod:`dyntaskmas.context.commit`) releases only after every
 store has committed, so a store that fails during commit can be undone in
 all the others. SQLite and Redis stores live in their own modules.
@@ -36,6 +42,18 @@ from dyntaskmas.errors import VersionConflictError
 Address = tuple[str, str]
 
 
+@dataclass(frozen=True)
+class ChangeSet:
+    """What changed under a scope after a cursor, and the cursor to ask from next."""
+
+    #: Entries committed now whose last change came after the cursor, oldest change first.
+    entries: tuple[Entry, ...]
+    #: Keys that were removed after the cursor (an undone first commit removes its key).
+    removed: tuple[Address, ...]
+    #: Pass this to the next ``changes_since`` call. 0 asks for everything.
+    cursor: int
+
+
 class ContextStore(Protocol):
     """Storage for entries; the module docstring describes the commit protocol."""
 
@@ -50,6 +68,10 @@ class ContextStore(Protocol):
 
     async def list_entries(self, scope: str) -> list[Entry]:
         """Return the committed entries of ``scope`` and of every scope below it."""
+        ...
+
+    async def changes_since(self, scope: str, cursor: int) -> ChangeSet:
+        """Return the changes under ``scope`` (itself and below) after ``cursor``."""
         ...
 
     async def prepare(self, txid: str, writes: Sequence[StagedWrite]) -> None:
@@ -93,6 +115,11 @@ class MemoryStore:
         # Key -> id of the transaction that has locked it, from prepare to release or abort.
         self._locks: dict[Address, str] = {}
         self._transactions: dict[str, _Transaction] = {}
+        self._sequence = 0
+        # Key -> sequence number of its last change. A changed key is moved to
+        # the end, so the dict is in change order and a read walks back only
+        # over the changes it has not seen. Removed keys stay as tombstones.
+        self._changed: dict[Address, int] = {}
 
     @property
     def name(self) -> str:
@@ -103,6 +130,23 @@ class MemoryStore:
 
     async def list_entries(self, scope: str) -> list[Entry]:
         return [entry for entry in self._entries.values() if is_within(entry.scope, scope)]
+
+    async def changes_since(self, scope: str, cursor: int) -> ChangeSet:
+        entries: list[Entry] = []
+        removed: list[Address] = []
+        for address, sequence in reversed(self._changed.items()):
+            if sequence <= cursor:
+                break
+            if not is_within(address[0], scope):
+                continue
+            entry = self._entries.get(address)
+            if entry is None:
+                removed.append(address)
+            else:
+                entries.append(entry)
+        entries.reverse()
+        removed.reverse()
+        return ChangeSet(tuple(entries), tuple(removed), max(cursor, self._sequence))
 
     async def prepare(self, txid: str, writes: Sequence[StagedWrite]) -> None:
         if txid in self._transactions:
@@ -136,6 +180,7 @@ class MemoryStore:
             return
         for write in transaction.writes:
             self._entries[write.address] = write.entry
+            self._record_change(write.address)
         transaction.committed = True
 
     async def abort(self, txid: str) -> None:
@@ -148,6 +193,7 @@ class MemoryStore:
                     self._entries.pop(address, None)
                 else:
                     self._entries[address] = before
+                self._record_change(address)
         self._unlock(txid, transaction)
 
     async def release(self, txid: str) -> None:
@@ -165,6 +211,11 @@ class MemoryStore:
             raise ValueError(
                 f"transaction {txid!r} is not prepared in store {self._name!r}; prepare it first"
             ) from None
+
+    def _record_change(self, address: Address) -> None:
+        self._sequence += 1
+        self._changed.pop(address, None)
+        self._changed[address] = self._sequence
 
     def _unlock(self, txid: str, transaction: _Transaction) -> None:
         for write in transaction.writes:
