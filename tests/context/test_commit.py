@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -225,3 +226,51 @@ def test_write_rejects_non_json_value() -> None:
 
 def _entry(scope: str, key: str) -> Entry:
     return Entry(scope=scope, key=key, value="held", version=1, writer="stuck")
+
+
+class MeetingStore(MemoryStore):
+    """A memory store whose prepares wait until ``parties`` prepares are in progress."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = asyncio.Barrier(parties)
+        self.in_prepare = 0
+        self.most_in_prepare = 0
+
+    async def prepare(self, txid: str, writes: Sequence[StagedWrite]) -> None:
+        self.in_prepare += 1
+        self.most_in_prepare = max(self.most_in_prepare, self.in_prepare)
+        try:
+            await self.barrier.wait()
+        finally:
+            self.in_prepare -= 1
+        await super().prepare(txid, writes)
+
+
+async def test_disjoint_keys_commit_concurrently() -> None:
+    store = MeetingStore(parties=3)
+    coordinator = CommitCoordinator(StoreRouter(store))
+
+    # Each prepare waits for the other two, so this finishes only if all three run at once.
+    async with asyncio.timeout(10):
+        await asyncio.gather(
+            *(coordinator.commit(update(f"t.{i}", Write("run", f"k{i}", i))) for i in range(3))
+        )
+
+    assert store.most_in_prepare == 3
+    assert [(await store.get("run", f"k{i}")) is not None for i in range(3)] == [True] * 3
+
+
+async def test_same_key_commits_one_at_a_time() -> None:
+    store = MeetingStore(parties=1)
+    coordinator = CommitCoordinator(StoreRouter(store), policies={"notes": "append"})
+
+    results = await asyncio.gather(
+        *(coordinator.commit(update(f"t.{i}", Write("run", "notes", [i]))) for i in range(4))
+    )
+    stored = await store.get("run", "notes")
+
+    assert store.most_in_prepare == 1
+    assert all(result.attempts == 1 for result in results)
+    assert stored is not None
+    assert sorted(stored.value) == [0, 1, 2, 3]

@@ -14,8 +14,11 @@ or more scopes, each with the version (and value) the task read. The
    the commits already made, and :class:`CommitFailedError` is raised;
 4. release every store, which makes the commit final.
 
-Commits from one coordinator run one at a time, so updates of one process
-never conflict at prepare; only other processes sharing a store can.
+Commits from one coordinator that write a common key run one at a time
+(a lock per key, taken in sorted order, so two updates never wait on each
+other in a cycle), so updates of one process never conflict at prepare;
+only other processes sharing a store can. Updates with no key in common,
+such as the outputs of different tasks, commit concurrently.
 :class:`StoreRouter` decides which store holds which scope.
 """
 
@@ -24,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.entries import Entry, JSONValue, StagedWrite, normalise_json
 from dyntaskmas.context.merge import MERGE_POLICIES, MergeContext, MergePolicy, resolve
 from dyntaskmas.context.scopes import is_within, validate_scope
-from dyntaskmas.context.stores import ContextStore
+from dyntaskmas.context.stores import Address, ContextStore
 from dyntaskmas.errors import CommitFailedError, VersionConflictError
 
 logger = logging.getLogger(__name__)
@@ -134,6 +138,39 @@ class StoreRouter:
         return found
 
 
+class _KeyLocks:
+    """One asyncio lock per (scope, key), created on demand and dropped when unused."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Address, asyncio.Lock] = {}
+        self._holders: dict[Address, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, addresses: Iterable[Address]) -> AsyncIterator[None]:
+        """Hold the locks of ``addresses``, taken in sorted order."""
+        ordered = sorted(set(addresses))
+        for address in ordered:
+            self._holders[address] = self._holders.get(address, 0) + 1
+            self._locks.setdefault(address, asyncio.Lock())
+        acquired: list[Address] = []
+        try:
+            for address in ordered:
+                await self._locks[address].acquire()
+                acquired.append(address)
+            yield
+        finally:
+            for address in reversed(acquired):
+                self._locks[address].release()
+            for address in ordered:
+                self._holders[address] -= 1
+                if self._holders[address] == 0:
+                    del self._holders[address]
+                    del self._locks[address]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 @dataclass
 class _Participant:
     store: ContextStore
@@ -170,7 +207,7 @@ class CommitCoordinator:
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self.max_attempts = max_attempts
         self.retry_delay_s = retry_delay_s
-        self._lock = asyncio.Lock()
+        self._key_locks = _KeyLocks()
 
     async def commit(self, update: Update) -> CommitResult:
         """Commit ``update`` in every store it touches, or in none.
@@ -181,7 +218,7 @@ class CommitCoordinator:
         :class:`VersionConflictError` when other processes kept changing the
         keys through every attempt.
         """
-        async with self._lock:
+        async with self._key_locks.hold((write.scope, write.key) for write in update.writes):
             attempt = 1
             while True:
                 try:
