@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dyntaskmas.context.commit import Update, Write
 from dyntaskmas.context.entries import JSONValue
 from dyntaskmas.context.manager import ContextManager, PublishResult
 from dyntaskmas.context.repository import ContextRepository
@@ -281,3 +282,55 @@ async def test_sqlite_repository_survives_reopen(tmp_path: Path) -> None:
 def test_run_id_with_separator_rejected() -> None:
     with pytest.raises(ValueError, match="must not contain"):
         ContextManager("run/1")
+
+
+async def test_other_manager_output_reaches_context(tmp_path: Path) -> None:
+    # Two managers over one SQLite file, as two processes of one run would have.
+    writer = ContextManager("run", ContextRepository.sqlite(tmp_path))
+    reader = ContextManager("run", ContextRepository.sqlite(tmp_path))
+    task = TaskSpec(id="t.3", description="Hotel budget in Paris")
+    try:
+        before = await reader.context_for(task, ["t.1"], 1000)
+        await writer.publish("t.1", "Hotels in Paris cost 220 euros.")
+        await writer.publish("t.2", "Hotel prices in Paris peak in June.", tags={"paris", "hotel"})
+        after = await reader.context_for(task, ["t.1"], 1000)
+    finally:
+        await writer.close()
+        await reader.close()
+
+    assert before.items == ()
+    assert [item.candidate.source for item in after.items] == ["t.1", "t.2"]
+
+
+async def test_undone_commit_leaves_context() -> None:
+    task = TaskSpec(id="t.9", description="Paris hotel prices")
+    seen_mid_commit: list[str] = []
+
+    class FailingAfterLook(MemoryStore):
+        async def commit(self, txid: str) -> None:
+            # The first store has committed; a request now sees its entry.
+            selection = await manager.context_for(task, [], 1000)
+            seen_mid_commit.extend(item.candidate.key for item in selection.items)
+            raise RuntimeError("disk full")
+
+    repository = ContextRepository(MemoryStore(), routes={"run/t.5": FailingAfterLook("failing")})
+    manager = ContextManager("run", repository)
+    update = Update(
+        writer="t.1",
+        writes=(
+            Write(
+                scope="run",
+                key="hotels",
+                value="Paris hotels cost 220 euros.",
+                tags=frozenset({"paris", "hotel", "price"}),
+            ),
+            Write(scope="run/t.5", key="note", value="x", tags=frozenset({"paris"})),
+        ),
+    )
+
+    with pytest.raises(CommitFailedError):
+        await repository.commit(update)
+    after = await manager.context_for(task, [], 1000)
+
+    assert seen_mid_commit == ["hotels"]
+    assert after.items == ()

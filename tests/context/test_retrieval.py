@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +14,7 @@ from dyntaskmas.context.retrieval import (
     HeuristicTokenCounter,
     context_budget,
     cosine,
+    preselect_count,
     rank_by_similarity,
     select_context,
     truncate_to_tokens,
@@ -45,6 +49,19 @@ def test_counter_counts_letter_runs_and_symbols() -> None:
 @given(words, words)
 def test_counter_adds_over_whitespace(first: str, second: str) -> None:
     assert COUNTER.count(f"{first}\n\n{second}") == COUNTER.count(first) + COUNTER.count(second)
+
+
+def piece_by_piece_count(text: str) -> int:
+    """The counter's rule applied one piece at a time, as a reference."""
+    total = 0
+    for piece in re.findall(r"[A-Za-z]+|\S", text):
+        total += math.ceil(len(piece) / 4) if piece[0].isascii() and piece.isalpha() else 1
+    return total
+
+
+@given(st.text(max_size=200))
+def test_counter_matches_piecewise_rule(text: str) -> None:
+    assert COUNTER.count(text) == piece_by_piece_count(text)
 
 
 def test_budget_is_window_minus_prompt_and_completion() -> None:
@@ -188,7 +205,7 @@ def test_selection_never_exceeds_budget(offered: list[Candidate], budget: int, k
     selection = select_context(offered, budget, k=k, min_partial_tokens=8)
 
     assert selection.used_tokens <= budget
-    assert COUNTER.count(selection.render()) <= budget
+    assert selection.used_tokens == COUNTER.count(selection.render())
     assert len(selection.items) + len(selection.omitted) == len(offered)
 
 
@@ -201,3 +218,40 @@ def test_left_out_content_is_announced(offered: list[Candidate], budget: int) ->
         assert selection.notice.startswith("Left out")
     else:
         assert selection.notice == ""
+
+
+many_candidates = st.lists(
+    st.builds(
+        Candidate,
+        source=st.sampled_from([f"t.{i}" for i in range(30)]),
+        key=st.just("output"),
+        label=st.text(alphabet="[]t.1234 abc", max_size=12),
+        text=words,
+        required=st.booleans(),
+        # Few distinct scores, so that ties are common.
+        score=st.sampled_from([-0.5, 0.0, 0.25, 0.5, 1.0]),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    many_candidates, st.integers(min_value=0, max_value=600), st.integers(min_value=0, max_value=6)
+)
+def test_preselected_candidates_select_same(offered: list[Candidate], budget: int, k: int) -> None:
+    required = [c for c in offered if c.required]
+    optional = [c for c in offered if not c.required]
+    ranked = sorted(range(len(optional)), key=lambda i: (-optional[i].score, i))
+    kept = sorted(ranked[: preselect_count(k)])
+    passed = required + [optional[i] for i in kept]
+
+    full = select_context(offered, budget, k=k, min_partial_tokens=8)
+    short = select_context(
+        passed, budget, k=k, min_partial_tokens=8, more_omitted=len(optional) - len(kept)
+    )
+
+    assert short.items == full.items
+    assert short.notice == full.notice
+    assert short.used_tokens == full.used_tokens
+    assert len(short.omitted) + short.more_omitted == len(full.omitted)

@@ -21,6 +21,7 @@ import importlib
 import itertools
 import logging
 import math
+import operator
 import re
 import time
 from collections.abc import Sequence
@@ -270,10 +271,11 @@ class OpenAIEmbedder:
 
 
 def _unit(vector: Sequence[float]) -> Vector:
-    norm = math.sqrt(sum(x * x for x in vector))
+    # map(operator.mul) adds the same products in the same order as a generator would.
+    norm = math.sqrt(sum(map(operator.mul, vector, vector)))
     if norm == 0:
-        return tuple(0.0 for _ in vector)
-    return tuple(x / norm for x in vector)
+        return (0.0,) * len(vector)
+    return tuple([x / norm for x in vector])
 
 
 def _import_extra(module: str) -> Any:

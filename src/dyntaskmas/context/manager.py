@@ -40,6 +40,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,7 +50,8 @@ from dyntaskmas.context.analyser import SemanticAnalyser, normalise_tags
 from dyntaskmas.context.commit import CommitResult, Update, Write
 from dyntaskmas.context.embedders import Embedder, HashingEmbedder
 from dyntaskmas.context.entries import Entry, JSONValue
-from dyntaskmas.context.relevance import DEFAULT_THETA, check_theta, is_relevant
+from dyntaskmas.context.index import EntryIndex
+from dyntaskmas.context.relevance import DEFAULT_THETA, check_theta
 from dyntaskmas.context.repository import ContextRepository
 from dyntaskmas.context.retrieval import (
     DEFAULT_MIN_PARTIAL_TOKENS,
@@ -59,7 +61,7 @@ from dyntaskmas.context.retrieval import (
     HeuristicTokenCounter,
     TokenCounter,
     context_budget,
-    cosine,
+    preselect_count,
     select_context,
 )
 from dyntaskmas.context.scopes import child_scope, validate_scope
@@ -130,6 +132,8 @@ class _TaskView:
 
     tags: frozenset[str] = frozenset()
     query: tuple[float, ...] | None = None
+    # The description and given tags that ``tags`` was computed from.
+    tagged: tuple[str, frozenset[str]] | None = None
     # (scope, key) -> (version, value) of shared entries shown to or read by the task.
     reads: dict[tuple[str, str], tuple[int, JSONValue]] = field(default_factory=dict)
     delivered: set[str] = field(default_factory=set)
@@ -167,6 +171,10 @@ class ContextManager:
         self.min_partial_tokens = min_partial_tokens
         self.stats = ContextStats()
         self._views: dict[str, _TaskView] = {}
+        # Entries of this run, caught up from the repository's change feed
+        # before each request; the lock lets one request at a time catch up.
+        self._index = EntryIndex()
+        self._index_lock = asyncio.Lock()
 
     def task_scope(self, task_id: str) -> str:
         """Return the scope that contains ``task_id``'s output."""
@@ -310,26 +318,45 @@ class ContextManager:
         outputs are required. Every other entry of the run is offered by θ.
         """
         view = self._view(task.id)
-        view.tags = normalise_tags(task.tags) | self.analyser.tags(task.description)
+        given_tags = frozenset(task.tags)
+        if view.tagged != (task.description, given_tags):
+            view.tags = normalise_tags(given_tags) | self.analyser.tags(task.description)
+            view.tagged = (task.description, given_tags)
         if view.query is None:
             [view.query] = await self.embedder.embed([task.description])
-        required_sources = set(predecessors)
+        index = await self._current_index()
+
+        own = (self.task_scope(task.id), OUTPUT_KEY)
+        required = sorted(
+            address
+            for source in set(predecessors)
+            for address in index.written_by(source)
+            if address[1] == OUTPUT_KEY and address != own
+        )
+        skipped = set(required)
+        skipped.add(own)
+        optional = [a for a in index.relevant(view.tags, self.theta) if a not in skipped]
+        weighed = len(index) - (1 if index.get(own) is not None else 0) - len(required)
+        self.stats.relevant_offers += len(optional)
+        self.stats.filtered_out += weighed - len(optional)
+
+        # Only the best optional entries can be selected or named in the
+        # notice; the rest are counted, without building candidates for them.
+        optional_scores = index.scores(view.query, optional)
+        ranked = sorted(range(len(optional)), key=lambda i: (-optional_scores[i], i))
+        kept = sorted(ranked[: preselect_count(self.top_k)])
+        required_scores = index.scores(view.query, required)
 
         candidates: list[Candidate] = []
         shared: dict[str, Entry] = {}
-        for entry in await self.repository.entries_under(self.run_scope):
-            source = self._source_of(entry)
-            if entry.scope == self.task_scope(task.id) and entry.key == OUTPUT_KEY:
-                continue
-            required = entry.key == OUTPUT_KEY and entry.writer in required_sources
-            if not required:
-                if not is_relevant(entry.tags, view.tags, self.theta):
-                    self.stats.filtered_out += 1
-                    continue
-                self.stats.relevant_offers += 1
+        offered = [(a, True, s) for a, s in zip(required, required_scores, strict=True)]
+        offered.extend((optional[i], False, optional_scores[i]) for i in kept)
+        for address, is_required, score in offered:
+            entry = index.get(address)
+            assert entry is not None
             if entry.key != OUTPUT_KEY:
-                shared[source] = entry
-            candidates.append(self._candidate(entry, required, view.query))
+                shared[self._source_of(entry)] = entry
+            candidates.append(self._candidate(entry, is_required, score))
 
         selection = select_context(
             candidates,
@@ -337,6 +364,7 @@ class ContextManager:
             counter=self.counter,
             k=self.top_k,
             min_partial_tokens=self.min_partial_tokens,
+            more_omitted=len(optional) - len(kept),
         )
 
         for item in selection.items:
@@ -348,7 +376,7 @@ class ContextManager:
         self.stats.deliveries += len(selection.items)
         self.stats.required_deliveries += sum(1 for i in selection.items if i.candidate.required)
         self.stats.truncated += len(selection.truncated)
-        self.stats.left_out += len(selection.omitted)
+        self.stats.left_out += len(selection.omitted) + selection.more_omitted
         self.stats.tokens_moved += selection.used_tokens
         return selection
 
@@ -382,17 +410,20 @@ class ContextManager:
     def _view(self, task_id: str) -> _TaskView:
         return self._views.setdefault(task_id, _TaskView())
 
+    async def _current_index(self) -> EntryIndex:
+        """Return the index with every change committed before this call applied."""
+        async with self._index_lock:
+            changes = await self.repository.changes_under(self.run_scope, self._index.cursor)
+            self._index.apply(changes.entries, changes.removed)
+            self._index.cursor = changes.cursor
+        return self._index
+
     def _source_of(self, entry: Entry) -> str:
         if entry.key == OUTPUT_KEY:
             return entry.writer
         return f"key:{entry.key}"
 
-    def _candidate(
-        self,
-        entry: Entry,
-        required: bool,
-        query: tuple[float, ...] | None,
-    ) -> Candidate:
+    def _candidate(self, entry: Entry, required: bool, score: float) -> Candidate:
         if entry.key == OUTPUT_KEY and isinstance(entry.value, Mapping):
             text = str(entry.value.get("text", ""))
             description = str(entry.value.get("description", ""))
@@ -400,11 +431,6 @@ class ContextManager:
         else:
             text = _shared_text(entry.value)
             label = f"[shared {entry.key!r}, written by {entry.writer}]"
-        score = 0.0
-        embedding = entry.embedding
-        # An entry embedded by another embedder (another dimension) gets no score.
-        if query is not None and embedding is not None and len(query) == len(embedding):
-            score = cosine(query, embedding)
         return Candidate(
             source=entry.writer,
             key=entry.key,

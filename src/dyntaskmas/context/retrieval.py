@@ -65,11 +65,17 @@ class HeuristicTokenCounter:
     fit exactly, pass a counter that uses the model's own tokenizer.
     """
 
+    #: Whitespace ends every piece and counts nothing, so the count of texts
+    #: joined by whitespace is the sum of their counts. ``select_context``
+    #: then sums the blocks it has counted instead of counting the prompt again.
+    additive_over_whitespace = True
+
     def count(self, text: str) -> int:
         return _heuristic_count(text)
 
 
-_PIECES = re.compile(r"[A-Za-z]+|\S")
+_LETTER_RUNS = re.compile(r"[A-Za-z]+")
+_OTHER_CHARACTERS = re.compile(r"[^A-Za-z\s]")
 
 
 # The context manager counts the same entry's block once per task that is
@@ -79,11 +85,10 @@ _PIECES = re.compile(r"[A-Za-z]+|\S")
 # is about 40 MB per process.
 @functools.lru_cache(maxsize=4096)
 def _heuristic_count(text: str) -> int:
-    total = 0
-    for match in _PIECES.finditer(text):
-        piece = match.group(0)
-        total += math.ceil(len(piece) / 4) if piece[0].isascii() and piece.isalpha() else 1
-    return total
+    # A run of ASCII letters counts one token per started four letters; every
+    # other character but whitespace counts one.
+    letters = sum((length + 3) // 4 for length in map(len, _LETTER_RUNS.findall(text)))
+    return letters + len(_OTHER_CHARACTERS.findall(text))
 
 
 def context_budget(window_tokens: int, prompt_tokens: int, completion_tokens: int) -> int:
@@ -190,6 +195,9 @@ class ContextSelection:
     budget_tokens: int
     #: Tokens of :meth:`render`'s output, notice included, as the counter counts them.
     used_tokens: int
+    #: Optional candidates the caller ranked below every one it passed and left
+    #: out as not among the most similar; counted in the notice, not in ``omitted``.
+    more_omitted: int = 0
 
     @property
     def omitted_summary(self) -> str:
@@ -215,16 +223,25 @@ def select_context(
     counter: TokenCounter | None = None,
     k: int = DEFAULT_TOP_K,
     min_partial_tokens: int = DEFAULT_MIN_PARTIAL_TOKENS,
+    more_omitted: int = 0,
 ) -> ContextSelection:
     """Choose what of ``candidates`` goes into a prompt of ``budget_tokens`` tokens.
 
     See the module docstring for the policy. The rendered selection, notice
     included, never counts more than ``budget_tokens`` with ``counter``.
+
+    ``more_omitted`` counts optional candidates that the caller already ranked
+    below all optional ``candidates`` and did not pass. Passing the best
+    ``k + MAX_NOTICE_ITEMS`` optional candidates (see :func:`preselect_count`)
+    and counting the rest there gives the same selection and notice as passing
+    them all, without building a candidate for each.
     """
     if budget_tokens < 0:
         raise ValueError(f"budget_tokens must be >= 0, got {budget_tokens}")
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
+    if more_omitted < 0:
+        raise ValueError(f"more_omitted must be >= 0, got {more_omitted}")
     counter = counter if counter is not None else HeuristicTokenCounter()
 
     # The notice is counted in the budget, but its text depends on what is
@@ -235,14 +252,23 @@ def select_context(
         items, omitted = _allocate(
             candidates, max(0, budget_tokens - reserve), counter, k, min_partial_tokens
         )
-        notice = _notice(items, omitted, counter, budget_tokens)
+        notice = _notice(items, omitted, counter, budget_tokens, more_omitted)
         notice_tokens = counter.count(notice) if notice else 0
         if notice_tokens <= reserve or reserve >= budget_tokens:
             break
         reserve = notice_tokens
 
-    selection = _build(items, omitted, notice, budget_tokens, counter)
+    selection = _build(items, omitted, notice, budget_tokens, counter, more_omitted)
     return _enforce_budget(selection, counter)
+
+
+def preselect_count(k: int) -> int:
+    """Return how many of the best optional candidates ``select_context`` needs to see.
+
+    Ranks below ``k`` are left out whatever their size, and the notice names
+    at most ``MAX_NOTICE_ITEMS`` items, so the rest only add to its count.
+    """
+    return k + MAX_NOTICE_ITEMS
 
 
 def truncate_to_tokens(text: str, max_tokens: int, counter: TokenCounter) -> str:
@@ -371,6 +397,7 @@ def _notice(
     omitted: Sequence[Omission],
     counter: TokenCounter,
     budget_tokens: int,
+    more_omitted: int = 0,
 ) -> str:
     parts = [
         f"{_name(o.candidate)} ({o.tokens:,} tokens, "
@@ -382,16 +409,19 @@ def _notice(
         for item in items
         if item.left_out_tokens > 0
     )
-    if not parts:
+    if not parts and not more_omitted:
         return ""
     shown = parts[:MAX_NOTICE_ITEMS]
-    more = len(parts) - len(shown)
-    listing = "; ".join(shown) + (f"; and {more} more" if more else "")
+    more = len(parts) - len(shown) + more_omitted
+    if shown:
+        listing = "; ".join(shown) + (f"; and {more} more" if more else "")
+    else:
+        listing = f"{more} items not among the most similar"
     notice = f"Left out to fit the model's context window: {listing}."
     if counter.count(notice) <= budget_tokens:
         return notice
     # A budget too small for the full notice still gets the count, if that fits.
-    short = f"Left out to fit the model's context window: {len(parts)} items."
+    short = f"Left out to fit the model's context window: {len(parts) + more_omitted} items."
     return short if counter.count(short) <= budget_tokens else ""
 
 
@@ -405,9 +435,17 @@ def _build(
     notice: str,
     budget_tokens: int,
     counter: TokenCounter,
+    more_omitted: int = 0,
 ) -> ContextSelection:
-    selection = ContextSelection(tuple(items), tuple(omitted), notice, budget_tokens, 0)
-    return replace(selection, used_tokens=counter.count(selection.render()))
+    selection = ContextSelection(
+        tuple(items), tuple(omitted), notice, budget_tokens, 0, more_omitted
+    )
+    if getattr(counter, "additive_over_whitespace", False):
+        # Blocks and notice are joined by whitespace, and each is counted already.
+        used = sum(item.tokens for item in items) + (counter.count(notice) if notice else 0)
+    else:
+        used = counter.count(selection.render())
+    return replace(selection, used_tokens=used)
 
 
 def _enforce_budget(selection: ContextSelection, counter: TokenCounter) -> ContextSelection:
@@ -419,8 +457,11 @@ def _enforce_budget(selection: ContextSelection, counter: TokenCounter) -> Conte
     while selection.used_tokens > selection.budget_tokens and selection.items:
         *kept, last = selection.items
         omitted = (*selection.omitted, Omission(last.candidate, last.tokens, "budget"))
-        notice = _notice(kept, omitted, counter, selection.budget_tokens)
-        selection = _build(kept, omitted, notice, selection.budget_tokens, counter)
+        more = selection.more_omitted
+        notice = _notice(kept, omitted, counter, selection.budget_tokens, more)
+        selection = _build(kept, omitted, notice, selection.budget_tokens, counter, more)
     if selection.used_tokens > selection.budget_tokens:
-        selection = _build((), selection.omitted, "", selection.budget_tokens, counter)
+        selection = _build(
+            (), selection.omitted, "", selection.budget_tokens, counter, selection.more_omitted
+        )
     return selection
