@@ -18,7 +18,14 @@ from dyntaskmas.bench.experiments import (
 from dyntaskmas.bench.theta import run_theta_once, theta_workload
 
 THETA_KEYS = {"theta", "context_tokens", "updates_delivered", "coordination_s", "task_success"}
-CONTEXT_KEYS = {"agents", "store", "commits_per_s", "decisions_per_s"}
+CONTEXT_KEYS = {
+    "agents",
+    "store",
+    "processes",
+    "commits_per_s",
+    "decisions_per_s",
+    "cpu_ms_per_round",
+}
 HAS_REDIS = shutil.which("redis-server") is not None
 
 
@@ -81,6 +88,23 @@ def test_context_load_on_local_redis() -> None:
         point = run_load(2, "redis", rounds=2, think_s=0.0, redis_url=url)
 
     assert point.commits == 2 * 2
+
+
+@pytest.mark.skipif(not HAS_REDIS, reason="redis-server is not installed")
+def test_context_load_over_two_processes() -> None:
+    with local_redis() as url:
+        point = run_load(5, "redis", rounds=2, think_s=0.0, redis_url=url, processes=2)
+
+    assert point.processes == 2
+    assert point.commits == 5 * 2
+    # Each request weighs the other agents' outputs, from both processes: 0 to 4 of them.
+    assert point.decisions <= 5 * 2 * 4
+    assert point.cpu_s > 0
+
+
+def test_context_load_processes_need_redis() -> None:
+    with pytest.raises(ValueError, match="only through Redis"):
+        run_load(4, "memory", rounds=1, think_s=0.0, processes=2)
 
 
 def test_context_left_out_of_all() -> None:

@@ -55,7 +55,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "overhead",
     "theta",
 )
-#: Experiments that ``all`` leaves out: ``context`` takes about 30 s of real
+#: Experiments that ``all`` leaves out: ``context`` takes about 2 minutes of real
 #: time on 2 cores and starts a redis-server, against under a second for
 #: ``theta``, so it runs only when named.
 STANDALONE_EXPERIMENTS: tuple[str, ...] = ("context",)
@@ -95,8 +95,11 @@ class Sizes:
     theta_repeats: int = 5
     context_agents: tuple[int, ...] = (16, 64, 256)
     context_rounds: int = 5
-    # Real seconds each agent waits per round, in place of its model call.
-    context_think_s: float = 0.02
+    # Real seconds each agent waits per round, in place of its model call: a
+    # stress test far faster than any model, and a fast model call.
+    context_think_s: tuple[float, ...] = (0.02, 1.0)
+    #: Worker processes for the Redis rows; memory rows always use one.
+    context_processes: tuple[int, ...] = (1, 2)
 
 
 FULL = Sizes()
@@ -116,7 +119,8 @@ QUICK = Sizes(
     theta_repeats=1,
     context_agents=(2, 4),
     context_rounds=2,
-    context_think_s=0.0,
+    context_think_s=(0.0,),
+    context_processes=(1, 2),
 )
 
 
@@ -456,9 +460,12 @@ def context(sizes: Sizes = FULL) -> ExperimentResult:
     """Measure commits and θ decisions per second for each agent count and store."""
     rows: list[dict[str, Any]] = []
     notes = [
-        f"Each agent runs {sizes.context_rounds} rounds of: wait {sizes.context_think_s} s, "
-        "publish, ask for context; all share one ContextManager. Rates are per real second. "
-        "decisions are θ decisions, one per (entry, asking task) pair weighed.",
+        f"Each agent runs {sizes.context_rounds} rounds of: wait think_s seconds, publish, ask "
+        "for context; the agents of one process share one ContextManager, and several "
+        "processes share one Redis key prefix. Without overhead an agent would commit "
+        "1 / think_s times a second. Rates are per real second. decisions are θ decisions, "
+        "one per (entry, asking task) pair weighed. cpu_ms_per_round: CPU time of all "
+        "processes over all rounds.",
     ]
     with local_redis() as redis_url:
         stores: list[StoreKind] = ["memory"]
@@ -469,33 +476,47 @@ def context(sizes: Sizes = FULL) -> ExperimentResult:
             )
         else:
             stores.append("redis")
-        for store in stores:
-            for agents in sizes.context_agents:
-                point = run_load(
-                    agents,
-                    store,
-                    rounds=sizes.context_rounds,
-                    think_s=sizes.context_think_s,
-                    redis_url=redis_url,
-                )
-                rows.append(
-                    {
-                        "agents": agents,
-                        "store": store,
-                        "commits_per_s": round(point.commits_per_s, 1),
-                        "decisions_per_s": round(point.decisions_per_s, 1),
-                        "commits_per_s_per_agent": round(point.commits_per_s / agents, 2),
-                    }
-                )
+        configurations = [
+            (think_s, store, processes, agents)
+            for think_s in sizes.context_think_s
+            for store in stores
+            for processes in (sizes.context_processes if store == "redis" else (1,))
+            for agents in sizes.context_agents
+            if processes <= agents
+        ]
+        for think_s, store, processes, agents in configurations:
+            point = run_load(
+                agents,
+                store,
+                rounds=sizes.context_rounds,
+                think_s=think_s,
+                redis_url=redis_url,
+                processes=processes,
+            )
+            rows.append(
+                {
+                    "think_s": think_s,
+                    "agents": agents,
+                    "store": store,
+                    "processes": processes,
+                    "commits_per_s": round(point.commits_per_s, 1),
+                    "decisions_per_s": round(point.decisions_per_s, 1),
+                    "commits_per_s_per_agent": round(point.commits_per_s / agents, 2),
+                    "cpu_ms_per_round": round(point.cpu_ms_per_round(sizes.context_rounds), 3),
+                }
+            )
     return ExperimentResult(
         name="context",
         title="Context manager throughput by concurrent agents and store",
         columns=(
+            "think_s",
             "agents",
             "store",
+            "processes",
             "commits_per_s",
             "decisions_per_s",
             "commits_per_s_per_agent",
+            "cpu_ms_per_round",
         ),
         rows=tuple(rows),
         notes=tuple(notes),
