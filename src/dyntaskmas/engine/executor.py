@@ -77,10 +77,14 @@ from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
 from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
 from dyntaskmas.observe.events import (
+    ContextDelivered,
     EventBus,
     GraphChanged,
+    LLMCallFinished,
+    LLMCallRetried,
     RunFinished,
     RunStarted,
+    TaskCancelled,
     TaskFailed,
     TaskFinished,
     TaskReady,
@@ -182,6 +186,17 @@ class _Outcome:
     delta: GraphDelta = field(default_factory=GraphDelta)
     completions: tuple[Completion, ...] = ()
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A model call of a task, for LLMCallFinished; times in seconds from the run's start."""
+
+    completion: Completion
+    messages: Sequence[ChatMessage]
+    # None when the caller did not measure the start.
+    started_at: float | None
+    ended_at: float
 
 
 @dataclass
@@ -525,6 +540,7 @@ class Engine:
                 delta.reason,
             )
         )
+        self._emit_cancelled(run, result.cancelled, now=now)
         self._recompute_policy_state(run)
         self._drop(run, result.unready)
         self._drop(run, result.cancelled)
@@ -535,6 +551,59 @@ class Engine:
         cancelled = run.graph.mark_failed(task_id, error, now=now)
         self._drop(run, cancelled)
         self.events.emit(TaskFailed(run.run_id, now, task_id, error, tuple(cancelled)))
+        self._emit_cancelled(run, cancelled, now=now)
+
+    def _emit_cancelled(self, run: _Run, task_ids: Iterable[str], *, now: float) -> None:
+        for task_id in task_ids:
+            reason = run.graph.task(task_id).error or "cancelled by a graph change"
+            self.events.emit(TaskCancelled(run.run_id, now, task_id, reason))
+
+    def _emit_calls(
+        self, run: _Run, task_id: str, agent: Agent, calls: Sequence[_Call], *, ended_at: float
+    ) -> None:
+        """Emit one LLMCallFinished (and LLMCallRetried after retries) per model call.
+
+        Calls whose start was not measured (the planner's) are placed back to
+        back, ending at ``ended_at``.
+        """
+        end = ended_at
+        placed: list[tuple[float, _Call]] = []
+        for call in reversed(calls):
+            start = (
+                call.started_at if call.started_at is not None else end - call.completion.latency_s
+            )
+            placed.append((start, call))
+            end = start
+        for start, call in reversed(placed):
+            completion = call.completion
+            finished = start + completion.latency_s if call.started_at is None else call.ended_at
+            if completion.attempts > 1:
+                self.events.emit(
+                    LLMCallRetried(
+                        run.run_id,
+                        finished,
+                        task_id,
+                        agent.name,
+                        agent.endpoint,
+                        completion.attempts - 1,
+                    )
+                )
+            self.events.emit(
+                LLMCallFinished(
+                    run.run_id,
+                    finished,
+                    task_id,
+                    agent.name,
+                    agent.endpoint,
+                    completion.model,
+                    start,
+                    finished - start,
+                    completion.usage.prompt_tokens,
+                    completion.usage.completion_tokens,
+                    completion.attempts,
+                    tuple((m.role, m.content) for m in call.messages),
+                )
+            )
 
     def _refresh_priorities(self, run: _Run) -> None:
         for task_id in run.graph.ids_in_state("ready"):
@@ -594,10 +663,24 @@ class Engine:
                 spec, [item.task_id for item in inputs], budget
             )
             messages = build(context=selection.render())
+            self.events.emit(
+                ContextDelivered(
+                    run.run_id,
+                    self._now(run),
+                    spec.id,
+                    tuple(item.candidate.source for item in selection.items),
+                    tuple(omission.candidate.source for omission in selection.omitted),
+                    selection.used_tokens,
+                    selection.budget_tokens,
+                )
+            )
 
+        call_started = self._now(run)
         completion = await agent.model.complete(
             messages, max_tokens=max_tokens, temperature=self.config.temperature
         )
+        call = _Call(completion, messages, call_started, self._now(run))
+        self._emit_calls(run, spec.id, agent, [call], ended_at=call.ended_at)
         await self._publish(run, spec, completion.text)
         return _Outcome(
             spec.id,
@@ -646,6 +729,10 @@ class Engine:
                     parent=name,
                 )
             ]
+        # NOTE: the planner returns no prompts or call times, so plan calls are
+        # reported without messages, back to back, ending now.
+        plan_calls = [_Call(c, (), None, 0.0) for c in completions]
+        self._emit_calls(run, spec.id, agent, plan_calls, ended_at=self._now(run))
         delta = self._wire(new_specs, target=target, inherit=inherit, plan_id=spec.id)
         return _Outcome(
             spec.id,

@@ -1,11 +1,15 @@
 """Observability: the run event stream."""
 
 from dyntaskmas.observe.events import (
+    ContextDelivered,
     Event,
     EventBus,
     GraphChanged,
+    LLMCallFinished,
+    LLMCallRetried,
     RunFinished,
     RunStarted,
+    TaskCancelled,
     TaskFailed,
     TaskFinished,
     TaskReady,
@@ -13,11 +17,15 @@ from dyntaskmas.observe.events import (
 )
 
 __all__ = [
+    "ContextDelivered",
     "Event",
     "EventBus",
     "GraphChanged",
+    "LLMCallFinished",
+    "LLMCallRetried",
     "RunFinished",
     "RunStarted",
+    "TaskCancelled",
     "TaskFailed",
     "TaskFinished",
     "TaskReady",
