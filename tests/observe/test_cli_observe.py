@@ -56,10 +56,7 @@ class UsageServer:
             index = len(self.usage)
             usage = (100 + 7 * index, 10 + 3 * index)
             self.usage.append(usage)
-        if request.response_format is not None:
-            text = _plan()
-        else:
-            text = f"fact {index}"
+        text = _plan() if request.response_format is not None else f"fact {index}"
         return ScriptedReply(text=text, prompt_tokens=usage[0], completion_tokens=usage[1])
 
     def __enter__(self) -> UsageServer:
