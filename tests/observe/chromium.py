@@ -99,7 +99,11 @@ class _Session:
 async def _browser() -> AsyncIterator[int]:
     binary = chromium_binary()
     assert binary is not None, "chromium is not installed; install the Debian package chromium"
-    with tempfile.TemporaryDirectory(prefix="dyntaskmas-chromium-") as profile:
+    # Chromium's helper processes may still write to the profile for a moment
+    # after the browser exits, so a failed cleanup is not an error.
+    with tempfile.TemporaryDirectory(
+        prefix="dyntaskmas-chromium-", ignore_cleanup_errors=True
+    ) as profile:
         process = subprocess.Popen(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,

@@ -152,3 +152,30 @@ async def test_script_in_output_does_not_run(tmp_path: Path) -> None:
     assert XSS in page.values["text"]
     assert page.values["images"] == 0
     assert page.values["scripts"] == 2
+
+
+def test_critical_path_includes_adding_plan() -> None:
+    """t.1 has no dependencies but was added by t.plan, so it waited for it.
+
+    t.plan -> (adds) t.1 -> answer
+    """
+    from dyntaskmas.engine.executor import decomposition_reason
+    from dyntaskmas.graph.task import TaskSpec
+    from dyntaskmas.observe.events import GraphChanged, RunStarted, TaskFinished, TaskStarted
+
+    plan = TaskSpec(id="t.plan", description="request", role="planner", kind="plan")
+    answer = TaskSpec(id="answer", description="answer", role="w", depends_on=("t.plan",))
+    sub = TaskSpec(id="t.1", description="part", role="w")
+    events = [
+        RunStarted("r", 0.0, "request", 2),
+        GraphChanged("r", 0.0, (plan, answer), (("t.plan", "answer"),), (), "initial graph"),
+        TaskStarted("r", 0.0, "t.plan", "agent-1", "e"),
+        GraphChanged("r", 5.0, (sub,), (("t.1", "answer"),), (), decomposition_reason("t.plan")),
+        TaskFinished("r", 5.0, "t.plan", "agent-1", "planned", 5.0, 0, 0),
+        TaskStarted("r", 5.0, "t.1", "agent-2", "e"),
+        TaskFinished("r", 7.0, "t.1", "agent-2", "done", 2.0, 0, 0),
+        TaskStarted("r", 7.0, "answer", "agent-1", "e"),
+        TaskFinished("r", 8.0, "answer", "agent-1", "done", 1.0, 0, 0),
+    ]
+
+    assert critical_path(build_run_view(events)) == ["t.plan", "t.1", "answer"]

@@ -214,13 +214,13 @@ def format_accounting(accounting: Accounting) -> str:
     total = accounting.total
     lines = [
         f"Tokens: {total.prompt_tokens:,} prompt + {total.completion_tokens:,} completion "
-        f"in {total.calls} model calls" + _cost_text(total, accounting),
+        f"in {_count(total.calls, 'model call')}" + _cost_text(total, accounting),
     ]
     for title, groups in (("agent", accounting.by_agent), ("role", accounting.by_role)):
         for name, totals in groups.items():
             lines.append(
                 f"  {title} {name}: {totals.prompt_tokens:,} + {totals.completion_tokens:,} "
-                f"tokens, {totals.calls} calls" + _cost_text(totals, accounting)
+                f"tokens, {_count(totals.calls, 'call')}" + _cost_text(totals, accounting)
             )
     if accounting.unpriced_models:
         lines.append(
@@ -229,6 +229,10 @@ def format_accounting(accounting: Accounting) -> str:
             + "; add it to the price table to see the cost"
         )
     return "\n".join(lines)
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _cost_text(totals: TokenTotals, accounting: Accounting) -> str:

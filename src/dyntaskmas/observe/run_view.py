@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dyntaskmas.engine.executor import decomposition_reason
 from dyntaskmas.observe.events import (
     ContextDelivered,
     Event,
@@ -78,6 +79,9 @@ class TaskView:
     context_sources: tuple[str, ...] = ()
     context_left_out: tuple[str, ...] = ()
     context_tokens: int | None = None
+    # The plan task whose decomposition added this task, if any: the task
+    # could not start before that plan finished.
+    added_by: str | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -150,6 +154,8 @@ class RunViewBuilder:
         # run's times follow those of its earlier sessions.
         self._offset = 0.0
         self._started = False
+        # Reason of each plan task's decomposition delta -> the plan task's id.
+        self._plan_reasons: dict[str, str] = {}
 
     def view(self) -> RunView:
         return self._view
@@ -179,11 +185,15 @@ class RunViewBuilder:
     def _apply(self, view: RunView, event: Event, at: float) -> None:
         tasks = view.tasks
         if isinstance(event, GraphChanged):
+            added_by = self._plan_reasons.get(event.reason)
             for spec in event.added:
                 if spec.id not in tasks:
                     tasks[spec.id] = TaskView(
                         spec.id, spec.description, spec.role, spec.kind, list(spec.depends_on)
                     )
+                    tasks[spec.id].added_by = added_by
+                if spec.kind == "plan":
+                    self._plan_reasons[decomposition_reason(spec.id)] = spec.id
             for source, target in event.edges_added:
                 task = tasks.get(target)
                 if task is not None and source not in task.depends_on:
@@ -274,7 +284,8 @@ def critical_path(view: RunView) -> list[str]:
 
     Starts at the task that finished last and steps back, each time to the
     dependency that finished last: the dependencies that held each task
-    back. Tasks that never finished are ignored.
+    back. The plan task that added a task counts as one of its dependencies.
+    Tasks that never finished are ignored.
     """
     finished = {task.id: task for task in view.tasks.values() if task.finished_at is not None}
     if not finished:
@@ -283,7 +294,8 @@ def critical_path(view: RunView) -> list[str]:
     path = [current.id]
     seen = {current.id}
     while True:
-        preds = [finished[d] for d in current.depends_on if d in finished and d not in seen]
+        candidates = [*current.depends_on, *([current.added_by] if current.added_by else [])]
+        preds = [finished[d] for d in candidates if d in finished and d not in seen]
         if not preds:
             break
         current = max(preds, key=lambda task: task.finished_at or 0.0)
