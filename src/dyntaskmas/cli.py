@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -41,6 +42,7 @@ from dyntaskmas.errors import (
 )
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
+from dyntaskmas.journal.codec import decode_event
 from dyntaskmas.journal.resume import load_resume_state
 from dyntaskmas.journal.store import (
     JOURNAL_DIR_ENV_VAR,
@@ -54,7 +56,13 @@ from dyntaskmas.llm.endpoint import STRUCTURED_OUTPUT_MODES
 from dyntaskmas.observe.accounting import format_accounting, load_prices
 from dyntaskmas.observe.graph_export import PLAN_FORMATS
 from dyntaskmas.observe.progress import progress_wanted
-from dyntaskmas.observe.session import ObserveOptions, RunObserver, check_output_path
+from dyntaskmas.observe.run_view import build_run_view
+from dyntaskmas.observe.session import (
+    ObserveOptions,
+    RunObserver,
+    check_output_path,
+    write_observed_files,
+)
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions, options_from_journal
 
@@ -761,9 +769,13 @@ async def _resume_command(args: argparse.Namespace) -> int:
         overrides["base_url"] = args.base_url
     options = options_from_journal(row.options, **overrides)
     observe = observe_options_from_args(args)
+    # The trace and report cover every session of the run, so they are drawn
+    # from the journal once this one has ended, not from its events alone.
+    live = dataclasses.replace(observe, trace=None, report=None)
     async with Runner(options) as runner:
-        with RunObserver(runner.engine.events, observe) as observer:
+        with RunObserver(runner.engine.events, live) as observer:
             result = await runner.resume(state)
+    _write_journal_files(journal_dir, args.run_id, observe)
     if args.json:
         print(json.dumps(_result_json(result, observer), ensure_ascii=False), flush=True)
     else:
@@ -856,29 +868,25 @@ def _add_report_parser(commands: argparse._SubParsersAction[_OneLineErrorParser]
 
 
 def _report_command(args: argparse.Namespace) -> int:
-    from dyntaskmas.journal.codec import decode_event
-    from dyntaskmas.observe.chrome_trace import write_chrome_trace
-    from dyntaskmas.observe.report import write_report
-    from dyntaskmas.observe.run_view import build_run_view
-
     check_output_path(args.output, "--output")
     if args.trace is not None:
         check_output_path(args.trace, "--trace")
     prices = load_prices(args.prices) if args.prices is not None else None
-    with JournalStore(_journal_dir(args), create=False) as store:
-        store.run(args.run_id)
-        rows = store.events(args.run_id)
-    view = build_run_view(
-        decode_event(row.kind, args.run_id, row.at_s, row.payload) for row in rows
-    )
-    try:
-        write_report(view, args.output, prices)
-        if args.trace is not None:
-            write_chrome_trace(view, args.trace)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {str(args.output)!r}: {exc}") from None
+    observe = ObserveOptions(trace=args.trace, report=args.output, prices=prices)
+    _write_journal_files(_journal_dir(args), args.run_id, observe)
     print(f"dyntaskmas: wrote {args.output}", file=sys.stderr)
     return EXIT_OK
+
+
+def _write_journal_files(journal_dir: Path, run_id: str, observe: ObserveOptions) -> None:
+    """Write the trace and report of ``observe`` for run ``run_id``, from its journal."""
+    if observe.trace is None and observe.report is None:
+        return
+    with JournalStore(journal_dir, create=False) as store:
+        store.run(run_id)
+        rows = store.events(run_id)
+    view = build_run_view(decode_event(row.kind, run_id, row.at_s, row.payload) for row in rows)
+    write_observed_files(view, observe)
 
 
 def _add_plan_parser(

@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,12 +47,20 @@ class UsageServer:
 
     def __init__(self) -> None:
         self.usage: list[tuple[int, int]] = []
+        # While true, the synthesis call (no response format, "Request: " prompt) fails.
+        self.fail_answer = False
         self._lock = threading.Lock()
         self.server = ScriptedLLMServer(self._reply)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     def _reply(self, request: ScriptedRequest) -> ScriptedReply:
+        is_answer = request.response_format is None and request.last_user_text.startswith(
+            "Request: "
+        )
+        if is_answer and self.fail_answer:
+            # An error response reports no usage, so it is not recorded.
+            return ScriptedReply(status=400, error_message="answer rejected by the test")
         with self._lock:
             index = len(self.usage)
             usage = (100 + 7 * index, 10 + 3 * index)
@@ -254,3 +263,41 @@ def test_plan_json(usage_server: UsageServer, capsys: pytest.CaptureFixture[str]
     assert [task["id"] for task in plan["tasks"]] == ["t.1", "t.2", "t.3"]
     assert plan["tasks"][2]["depends_on"] == ["t.1", "t.2"]
     assert plan["usage"]["prompt_tokens"] == usage_server.usage[0][0]
+
+
+def _report_data(path: Path) -> dict[str, Any]:
+    page = path.read_text()
+    start = page.index('id="run-data">') + len('id="run-data">')
+    data: dict[str, Any] = json.loads(page[start : page.index("</script>", start)])
+    return data
+
+
+def test_resume_report_covers_both_sessions(
+    usage_server: UsageServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "journal"
+    usage_server.fail_answer = True
+    argv = ["run", REQUEST, "--base-url", usage_server.server.base_url, "--json"]
+    code, out, _ = run_main([*argv, "--journal-dir", str(journal)], capsys)
+    assert code == 1
+    first = json.loads(out)
+    code, out, _ = run_main(["runs", "--journal-dir", str(journal), "--json"], capsys)
+    run_id = json.loads(out.splitlines()[0])["run_id"]
+
+    usage_server.fail_answer = False
+    report = tmp_path / "resumed.html"
+    argv = ["resume", run_id, "--journal-dir", str(journal), "--report", str(report), "--json"]
+    code, out, _ = run_main(argv, capsys)
+
+    data = _report_data(report)
+    tasks = {task["id"]: task for task in data["tasks"]}
+    assert code == EXIT_OK
+    assert data["run"]["status"] == "succeeded"
+    assert set(tasks) == {task["id"] for task in first["tasks"]}
+    assert all(task["state"] == "done" for task in tasks.values())
+    # Tasks of the first session keep their agents and come before the answer.
+    for record in first["tasks"]:
+        if record["id"] != "answer" and record["agent"] is not None:
+            assert tasks[record["id"]]["agent"] == record["agent"]
+            assert tasks[record["id"]]["end"] <= tasks["answer"]["start"]
+    assert data["run"]["prompt_tokens"] == sum(p for p, _ in usage_server.usage)

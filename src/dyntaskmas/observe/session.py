@@ -107,21 +107,20 @@ class RunObserver:
 
     def write_files(self) -> None:
         """Write the trace and report that were asked for; raise ConfigError if one fails."""
-        from dyntaskmas.observe.chrome_trace import write_chrome_trace
-        from dyntaskmas.observe.report import write_report
+        write_observed_files(self.view(), self.options)
 
-        view = self.view()
-        if self.options.trace is not None:
-            try:
-                write_chrome_trace(view, self.options.trace)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot write the trace {str(self.options.trace)!r}: {exc}"
-                ) from None
-        if self.options.report is not None:
-            try:
-                write_report(view, self.options.report, self.options.prices)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot write the report {str(self.options.report)!r}: {exc}"
-                ) from None
+
+def write_observed_files(view: RunView, options: ObserveOptions) -> None:
+    """Write the trace and report of ``view`` that ``options`` name; ConfigError if one fails."""
+    from dyntaskmas.observe.chrome_trace import write_chrome_trace
+    from dyntaskmas.observe.report import write_report
+
+    try:
+        if options.trace is not None:
+            write_chrome_trace(view, options.trace)
+        if options.report is not None:
+            write_report(view, options.report, options.prices)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {str(exc.filename)!r}: {exc.strerror}; check the path"
+        ) from None
