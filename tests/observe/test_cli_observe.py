@@ -183,7 +183,10 @@ def test_trace_and_report_written(
     ran = [t for t in result["tasks"] if t["agent"] is not None]
     assert code == EXIT_OK
     assert sorted(e["name"] for e in task_events) == sorted(t["id"] for t in ran)
-    assert '<script type="application/json" id="run-data">' in report.read_text()
+    plan = {task["id"]: task for task in _report_data(report)["tasks"]}["t.plan"]
+    assert len(plan["calls"]) == 1
+    assert plan["calls"][0]["messages"][0][0] == "system"
+    assert plan["start"] <= plan["calls"][0]["start"] <= plan["calls"][0]["end"] <= plan["end"]
 
 
 def test_report_command_from_journal(

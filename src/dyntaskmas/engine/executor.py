@@ -42,7 +42,7 @@ import itertools
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.manager import ContextManager
@@ -194,9 +194,37 @@ class _Call:
 
     completion: Completion
     messages: Sequence[ChatMessage]
-    # None when the caller did not measure the start.
-    started_at: float | None
+    started_at: float
     ended_at: float
+
+
+class _RecordingModel:
+    """A task's view of its agent's model: hands each returned call to ``on_call``.
+
+    Failed calls raise before ``on_call``, as they report no usage.
+    """
+
+    def __init__(
+        self, model: ChatModel, now: Callable[[], float], on_call: Callable[[_Call], None]
+    ) -> None:
+        self._model = model
+        self._now = now
+        self._on_call = on_call
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        started = self._now()
+        completion = await self._model.complete(
+            messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema
+        )
+        self._on_call(_Call(completion, tuple(messages), started, self._now()))
+        return completion
 
 
 @dataclass
@@ -558,30 +586,16 @@ class Engine:
             reason = run.graph.task(task_id).error or "cancelled by a graph change"
             self.events.emit(TaskCancelled(run.run_id, now, task_id, reason))
 
-    def _emit_calls(
-        self, run: _Run, task_id: str, agent: Agent, calls: Sequence[_Call], *, ended_at: float
-    ) -> None:
-        """Emit one LLMCallFinished (and LLMCallRetried after retries) per model call.
+    def _recording(self, run: _Run, task_id: str, agent: Agent) -> _RecordingModel:
+        """Wrap ``agent``'s model so that each call it makes emits its events."""
 
-        Calls whose start was not measured (the planner's) are placed back to
-        back, ending at ``ended_at``.
-        """
-        end = ended_at
-        placed: list[tuple[float, _Call]] = []
-        for call in reversed(calls):
-            start = (
-                call.started_at if call.started_at is not None else end - call.completion.latency_s
-            )
-            placed.append((start, call))
-            end = start
-        for start, call in reversed(placed):
+        def emit(call: _Call) -> None:
             completion = call.completion
-            finished = start + completion.latency_s if call.started_at is None else call.ended_at
             if completion.attempts > 1:
                 self.events.emit(
                     LLMCallRetried(
                         run.run_id,
-                        finished,
+                        call.ended_at,
                         task_id,
                         agent.name,
                         agent.endpoint,
@@ -591,19 +605,21 @@ class Engine:
             self.events.emit(
                 LLMCallFinished(
                     run.run_id,
-                    finished,
+                    call.ended_at,
                     task_id,
                     agent.name,
                     agent.endpoint,
                     completion.model,
-                    start,
-                    finished - start,
+                    call.started_at,
+                    call.ended_at - call.started_at,
                     completion.usage.prompt_tokens,
                     completion.usage.completion_tokens,
                     completion.attempts,
-                    tuple((m.role, m.content) for m in call.messages),
+                    tuple((message.role, message.content) for message in call.messages),
                 )
             )
+
+        return _RecordingModel(agent.model, lambda: self._now(run), emit)
 
     def _refresh_priorities(self, run: _Run) -> None:
         for task_id in run.graph.ids_in_state("ready"):
@@ -675,12 +691,10 @@ class Engine:
                 )
             )
 
-        call_started = self._now(run)
-        completion = await agent.model.complete(
+        model = self._recording(run, spec.id, agent)
+        completion = await model.complete(
             messages, max_tokens=max_tokens, temperature=self.config.temperature
         )
-        call = _Call(completion, messages, call_started, self._now(run))
-        self._emit_calls(run, spec.id, agent, [call], ended_at=call.ended_at)
         await self._publish(run, spec, completion.text)
         return _Outcome(
             spec.id,
@@ -702,7 +716,9 @@ class Engine:
         failure: str | None = None
         try:
             plan = await self.planner.decompose(
-                run.request or spec.description, subject, model=agent.model
+                run.request or spec.description,
+                subject,
+                model=self._recording(run, spec.id, agent),
             )
             new_specs = list(plan.specs)
             completions = tuple(plan.completions)
@@ -729,10 +745,6 @@ class Engine:
                     parent=name,
                 )
             ]
-        # NOTE: the planner returns no prompts or call times, so plan calls are
-        # reported without messages, back to back, ending now.
-        plan_calls = [_Call(c, (), None, 0.0) for c in completions]
-        self._emit_calls(run, spec.id, agent, plan_calls, ended_at=self._now(run))
         delta = self._wire(new_specs, target=target, inherit=inherit, plan_id=spec.id)
         return _Outcome(
             spec.id,
