@@ -379,7 +379,7 @@ async def _run_command(args: argparse.Namespace) -> int:
                     print(f"=== Request {index + 1} of {len(requests)}: {request}")
                 else:
                     print(f"Request: {request}")
-                print(format_result(result), flush=True)
+                print(format_result(result), end="\n\n")
                 print(format_accounting(observer.accounting()), end="\n\n", flush=True)
     return status
 
@@ -780,7 +780,7 @@ async def _resume_command(args: argparse.Namespace) -> int:
         print(json.dumps(_result_json(result, observer), ensure_ascii=False), flush=True)
     else:
         print(f"Request: {result.request}")
-        print(format_result(result), flush=True)
+        print(format_result(result), end="\n\n")
         print(format_accounting(observer.accounting()), end="\n\n", flush=True)
     return EXIT_OK if result.answer is not None else EXIT_RUN_FAILED
 

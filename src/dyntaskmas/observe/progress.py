@@ -130,10 +130,11 @@ class LiveProgress:
             return status
 
         table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
-        table.add_column("task")
-        table.add_column("agent")
-        table.add_column("running", justify="right")
-        table.add_column("description", overflow="ellipsis", no_wrap=True)
+        # Ids, agents and times keep their width; the description is cut to fit.
+        table.add_column("task", no_wrap=True, min_width=6)
+        table.add_column("agent", no_wrap=True, min_width=7)
+        table.add_column("running", justify="right", no_wrap=True, min_width=7)
+        table.add_column("description", overflow="ellipsis", no_wrap=True, ratio=1)
         for task in running[:MAX_ROWS]:
             started = self._task_started_at.get(task.id, now)
             description = " ".join(task.description.split())
