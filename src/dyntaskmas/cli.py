@@ -55,7 +55,7 @@ from dyntaskmas.journal.store import (
 from dyntaskmas.llm.endpoint import STRUCTURED_OUTPUT_MODES
 from dyntaskmas.observe.accounting import format_accounting, load_prices
 from dyntaskmas.observe.graph_export import PLAN_FORMATS
-from dyntaskmas.observe.progress import progress_wanted
+from dyntaskmas.observe.progress import should_draw_progress
 from dyntaskmas.observe.run_view import build_run_view
 from dyntaskmas.observe.session import (
     ObserveOptions,
@@ -824,7 +824,7 @@ def observe_options_from_args(args: argparse.Namespace) -> ObserveOptions:
             check_output_path(path, flag)
     prices = load_prices(args.prices) if args.prices is not None else None
     console = None
-    if progress_wanted(quiet=args.quiet, stream=sys.stderr):
+    if should_draw_progress(quiet=args.quiet, stream=sys.stderr):
         from rich.console import Console
 
         console = Console(stderr=True)

@@ -18,7 +18,7 @@ from dyntaskmas.observe.events import (
     TaskFinished,
     TaskStarted,
 )
-from dyntaskmas.observe.progress import LiveProgress, progress_wanted
+from dyntaskmas.observe.progress import LiveProgress, should_draw_progress
 from dyntaskmas.observe.run_view import build_run_view
 from engine.harness import output_of, step, task_id_of
 from observe.runs import observed_run, twenty_steps
@@ -69,14 +69,14 @@ async def test_chrome_trace_nests_calls_in_tasks() -> None:
         assert call["ts"] + call["dur"] <= task["ts"] + task["dur"] + 0.01
 
 
-def test_progress_wanted_only_on_terminal() -> None:
+def test_progress_drawn_only_on_terminal() -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
-    assert progress_wanted(quiet=False, stream=Terminal())
-    assert not progress_wanted(quiet=True, stream=Terminal())
-    assert not progress_wanted(quiet=False, stream=io.StringIO())
+    assert should_draw_progress(quiet=False, stream=Terminal())
+    assert not should_draw_progress(quiet=True, stream=Terminal())
+    assert not should_draw_progress(quiet=False, stream=io.StringIO())
 
 
 def test_progress_shows_tasks_agents_tokens() -> None:

@@ -5,7 +5,7 @@ Token counts are the servers' usage fields, one
 per task, agent, role, model and run. Costs come only from prices the user
 gives (:class:`Prices`); none are built in, because prices differ by
 provider and change. A model without a price leaves the cost of its calls
-unknown, and the totals say so instead of counting them as free.
+unknown, and the totals report it as unknown instead of counting them as free.
 
 A price table maps model names to prices in currency units per million
 tokens, as a mapping or a TOML file::

@@ -3,8 +3,8 @@
 One process for the run, one track (thread id) per agent, named by
 ``thread_name`` metadata, plus track 0, ``engine``, for tasks that ran
 without an agent (joins). Every task that started gets one complete
-(``"ph": "X"``) event with category ``task`` on its agent's track; its
-model calls are complete events with category ``llm`` nested inside it.
+(``"ph": "X"``) event with category ``task`` on its agent's track. Its
+model calls are complete events with category ``llm``, nested inside it.
 Times are microseconds from the run's start, as the format requires.
 Format: the Trace Event Format document of the Chromium project.
 """

@@ -1,6 +1,6 @@
 """A request's plan without running it, and the plan as text, Mermaid, Graphviz DOT or JSON.
 
-:func:`plan_request` asks the planner to decompose a request, then each
+:func:`plan_request` calls the planner to decompose a request, then each
 subtask the planner marks as not atomic, recursively within the planner's
 depth limit, in parallel. Nothing else runs. The result is a tree of
 :class:`PlanNode`: a decomposed subtask has children, and its own node

@@ -179,9 +179,9 @@ class OtelSpans:
 def provider_from_environment(environ: Mapping[str, str]) -> TracerProvider | None:
     """Return a tracer provider with the exporter ``OTEL_TRACES_EXPORTER`` names, or None.
 
-    ``otlp`` sends OTLP over HTTP to ``OTEL_EXPORTER_OTLP_ENDPOINT`` (read by
-    the exporter), ``console`` prints spans as JSON on stderr (stdout is the CLI's output); unset or
-    ``none`` exports nothing.
+    ``otlp`` sends OTLP over HTTP to ``OTEL_EXPORTER_OTLP_ENDPOINT``, which
+    the exporter reads. ``console`` prints spans as JSON on stderr, because
+    stdout carries the CLI's output. Unset or ``none`` exports nothing.
     """
     name = environ.get(EXPORTER_ENV_VAR, "").strip().lower()
     if name in ("", "none"):

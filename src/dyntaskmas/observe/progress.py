@@ -8,7 +8,7 @@ and how long each has run. It draws on a rich ``Console`` (stderr in the
 CLI, so ``--json`` on stdout is unaffected) and erases itself when the run
 ends, leaving the printed result alone.
 
-:func:`progress_wanted` is the CLI's rule: draw only on a terminal, and
+:func:`should_draw_progress` is the CLI's rule: draw only on a terminal, and
 never with ``--quiet``.
 
     with LiveProgress(Console(stderr=True)) as progress:
@@ -37,7 +37,7 @@ MAX_ROWS = 12
 DESCRIPTION_CHARS = 60
 
 
-def progress_wanted(*, quiet: bool, stream: IO[str]) -> bool:
+def should_draw_progress(*, quiet: bool, stream: IO[str]) -> bool:
     """Return whether to draw live progress on ``stream``: a terminal, and not quiet."""
     if quiet:
         return False

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ObserveOptions:
-    """What to watch and write: ``console`` draws live progress; None draws nothing."""
+    """Observers of a CLI run and the files to write.
+
+    Live progress is drawn on ``console``; with None, none is drawn.
+    """
 
     console: Console | None = None
     trace: Path | None = None
