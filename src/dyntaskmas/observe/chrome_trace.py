@@ -86,8 +86,10 @@ def chrome_trace(view: RunView) -> dict[str, Any]:
             }
         )
         for call in task.calls:
+            if call.started_at < task.started_at:
+                continue  # a call of an earlier attempt of the task
             # Clamped into the task, so viewers nest the call under it.
-            start = max(call.started_at, task.started_at)
+            start = call.started_at
             stop = min(max(call.finished_at, start), end)
             events.append(
                 {

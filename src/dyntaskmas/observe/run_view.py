@@ -223,7 +223,7 @@ class RunViewBuilder:
             task.started_at = at
             task.finished_at = None
             task.output = task.error = None
-            task.calls = []
+            # Calls of earlier attempts stay: their tokens were spent too.
         elif isinstance(event, TaskFinished):
             task.state = "done"
             task.output = event.output
