@@ -49,6 +49,8 @@ class UsageServer:
         self.usage: list[tuple[int, int]] = []
         # While true, the synthesis call (no response format, "Request: " prompt) fails.
         self.fail_answer = False
+        # Replaces the plan in replies to plan calls, when set.
+        self.plan_text: str | None = None
         self._lock = threading.Lock()
         self.server = ScriptedLLMServer(self._reply)
         self._loop = asyncio.new_event_loop()
@@ -65,7 +67,9 @@ class UsageServer:
             index = len(self.usage)
             usage = (100 + 7 * index, 10 + 3 * index)
             self.usage.append(usage)
-        text = _plan() if request.response_format is not None else f"fact {index}"
+        text = (
+            (self.plan_text or _plan()) if request.response_format is not None else f"fact {index}"
+        )
         return ScriptedReply(text=text, prompt_tokens=usage[0], completion_tokens=usage[1])
 
     def __enter__(self) -> UsageServer:
@@ -304,3 +308,19 @@ def test_resume_report_covers_both_sessions(
             assert tasks[record["id"]]["agent"] == record["agent"]
             assert tasks[record["id"]]["end"] <= tasks["answer"]["start"]
     assert data["run"]["prompt_tokens"] == sum(p for p, _ in usage_server.usage)
+
+
+def test_invalid_plan_exits_1(
+    usage_server: UsageServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    usage_server.plan_text = "no plan here"
+    argv = ["plan", REQUEST, "--base-url", usage_server.server.base_url]
+
+    code, out, err = run_main(argv, capsys)
+
+    assert code == 1
+    assert out == ""
+    assert err.startswith("dyntaskmas: error: ")
+    assert err.count("\n") == 1
+    # The first call and one repair call.
+    assert len(usage_server.usage) == 2
