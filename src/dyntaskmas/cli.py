@@ -917,6 +917,8 @@ def _add_plan_parser(
         "--structured-output",
         "--model-file",
     )
+    # The same argparse actions as run's, so that flags, defaults and help
+    # cannot drift apart. argparse has no public way to copy an argument.
     for action in run._actions:
         if any(flag in shared for flag in action.option_strings):
             plan._add_action(action)
