@@ -133,3 +133,28 @@ def test_unsubscribe_stops_delivery() -> None:
     bus.emit(RunStarted("run-1", 0.0, "request", 1))
 
     assert len(seen) == 1
+
+
+async def test_retried_call_has_event() -> None:
+    from dyntaskmas.observe.events import LLMCallRetried
+
+    seen: list[str] = []
+
+    def flaky(request: ScriptedRequest) -> ScriptedReply:
+        task_id = str(task_id_of(request))
+        seen.append(task_id)
+        if task_id == "a" and seen.count("a") == 1:
+            return ScriptedReply(status=503, error_message="busy, try again")
+        return ScriptedReply(text=f"output of {task_id}")
+
+    bus = EventBus()
+    events: list[Event] = []
+    bus.subscribe(events.append)
+    async with scripted_model(flaky) as (_, model):
+        pool = AgentPool(build_agents(1, ROLES, {"scripted": model}))
+        await Engine(pool, config=EngineConfig(roles=ROLES), events=bus).run_graph([step("a")])
+
+    retried = [e for e in events if isinstance(e, LLMCallRetried)]
+    calls = [e for e in events if isinstance(e, LLMCallFinished)]
+    assert [(e.task_id, e.retries) for e in retried] == [("a", 1)]
+    assert calls[0].attempts == 2
