@@ -793,7 +793,8 @@ def _add_observe_options(parser: argparse.ArgumentParser) -> None:
         "-q",
         "--quiet",
         action="store_true",
-        help="draw no live progress (it is drawn on stderr only when stderr is a terminal)",
+        help="draw no live progress (it is drawn on stderr only when stdout and stderr "
+        "are terminals)",
     )
     parser.add_argument(
         "--trace",
@@ -824,7 +825,7 @@ def observe_options_from_args(args: argparse.Namespace) -> ObserveOptions:
             check_output_path(path, flag)
     prices = load_prices(args.prices) if args.prices is not None else None
     console = None
-    if should_draw_progress(quiet=args.quiet, stream=sys.stderr):
+    if should_draw_progress(quiet=args.quiet, streams=(sys.stdout, sys.stderr)):
         from rich.console import Console
 
         console = Console(stderr=True)

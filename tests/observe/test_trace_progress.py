@@ -74,9 +74,10 @@ def test_progress_drawn_only_on_terminal() -> None:
         def isatty(self) -> bool:
             return True
 
-    assert should_draw_progress(quiet=False, stream=Terminal())
-    assert not should_draw_progress(quiet=True, stream=Terminal())
-    assert not should_draw_progress(quiet=False, stream=io.StringIO())
+    assert should_draw_progress(quiet=False, streams=(Terminal(), Terminal()))
+    assert not should_draw_progress(quiet=True, streams=(Terminal(), Terminal()))
+    assert not should_draw_progress(quiet=False, streams=(io.StringIO(), Terminal()))
+    assert not should_draw_progress(quiet=False, streams=(Terminal(), io.StringIO()))
 
 
 def test_progress_shows_tasks_agents_tokens() -> None:

@@ -8,8 +8,9 @@ and how long each has run. It draws on a rich ``Console`` (stderr in the
 CLI, so ``--json`` on stdout is unaffected) and erases itself when the run
 ends, leaving the printed result alone.
 
-:func:`should_draw_progress` is the CLI's rule: draw only on a terminal, and
-never with ``--quiet``.
+:func:`should_draw_progress` is the CLI's rule: draw only when both stdout
+and stderr are terminals, so that output redirected to a file or a pipe
+stays clean, and never with ``--quiet``.
 
     with LiveProgress(Console(stderr=True)) as progress:
         progress.attach(runner.engine.events)
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import IO
 
@@ -37,12 +38,15 @@ MAX_ROWS = 12
 DESCRIPTION_CHARS = 60
 
 
-def should_draw_progress(*, quiet: bool, stream: IO[str]) -> bool:
-    """Return whether to draw live progress on ``stream``: a terminal, and not quiet."""
+def should_draw_progress(*, quiet: bool, streams: Sequence[IO[str]]) -> bool:
+    """Return whether to draw live progress: not quiet, and every one of ``streams`` a terminal."""
     if quiet:
         return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty is not None and isatty())
+    for stream in streams:
+        isatty = getattr(stream, "isatty", None)
+        if isatty is None or not isatty():
+            return False
+    return True
 
 
 class LiveProgress:
