@@ -4,8 +4,9 @@
 #   scripts/setup.sh          the package, llama-cpp-python's server, SmolLM2 weights
 #   scripts/setup.sh --dev    the same plus the test and lint tools, redis-py,
 #                             matplotlib for benchmark plots, the MiniLM
-#                             embedder, and Debian's redis-server for the
-#                             Redis store's tests
+#                             embedder, OpenTelemetry, Debian's redis-server
+#                             for the Redis store's tests and Debian's
+#                             chromium for the HTML report's tests
 #
 # llama-cpp-python builds from source the first time (about 5 to 9 minutes
 # on 2 cores); pip caches the wheel, so later runs take seconds.
@@ -17,7 +18,7 @@ extras="local"
 dev=0
 if [ "${1:-}" = "--dev" ]; then
     dev=1
-    extras="local,dev,redis,bench,embeddings"
+    extras="local,dev,redis,bench,embeddings,otel"
 elif [ -n "${1:-}" ]; then
     echo "setup.sh: unknown option '$1'; use --dev or nothing" >&2
     exit 2
@@ -51,6 +52,16 @@ if [ "$dev" = 1 ] && ! command -v redis-server >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
     else
         echo "setup.sh: redis-server is not installed and this user cannot apt-get it; the Redis store tests will skip" >&2
+    fi
+fi
+# The HTML report's tests open reports in headless chromium; outside CI they
+# skip when it is missing, in CI they fail.
+if [ "$dev" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        echo "setup.sh: chromium is not installed and this user cannot apt-get it; the report's browser tests will skip" >&2
     fi
 fi
 echo "setup.sh: ready: .venv/bin/dyntaskmas"

@@ -5,6 +5,8 @@
     dyntaskmas serve-sim [--port P]       serve the simulated LLM server over HTTP
     dyntaskmas runs                       list the journalled runs with their status
     dyntaskmas resume RUN_ID              finish an interrupted run from its journal
+    dyntaskmas report RUN_ID -o FILE      write a journalled run's HTML report
+    dyntaskmas plan "REQUEST"             show the plan of a request without running it
     dyntaskmas bench EXPERIMENT [--out DIR] [--json]
                                           run benchmarks on the simulated server
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from dyntaskmas import __version__
 from dyntaskmas.context.relevance import DEFAULT_THETA
+from dyntaskmas.engine.result import RunResult
 from dyntaskmas.errors import (
     ConfigError,
     DynTaskMASError,
@@ -38,6 +42,7 @@ from dyntaskmas.errors import (
 )
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
+from dyntaskmas.journal.codec import decode_event
 from dyntaskmas.journal.resume import load_resume_state
 from dyntaskmas.journal.store import (
     JOURNAL_DIR_ENV_VAR,
@@ -48,6 +53,16 @@ from dyntaskmas.journal.store import (
     with_shown_status,
 )
 from dyntaskmas.llm.endpoint import STRUCTURED_OUTPUT_MODES
+from dyntaskmas.observe.accounting import format_accounting, load_prices
+from dyntaskmas.observe.graph_export import PLAN_FORMATS
+from dyntaskmas.observe.progress import should_draw_progress
+from dyntaskmas.observe.run_view import build_run_view
+from dyntaskmas.observe.session import (
+    ObserveOptions,
+    RunObserver,
+    check_output_path,
+    write_observed_files,
+)
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions, options_from_journal
 
@@ -204,9 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one JSON object per request instead of text",
     )
     _add_journal_options(run)
+    _add_observe_options(run)
     _add_serve_sim_parser(commands)
     _add_runs_parser(commands)
     _add_resume_parser(commands)
+    _add_report_parser(commands)
+    _add_plan_parser(commands, run)
     _add_bench_parser(commands)
     return parser
 
@@ -341,20 +359,28 @@ async def _run_command(args: argparse.Namespace) -> int:
         check_request(args.request)
         requests = [args.request]
 
+    observe = observe_options_from_args(args)
+    if len(requests) > 1 and (observe.trace is not None or observe.report is not None):
+        raise ConfigError(
+            "--trace and --report write the file of one run; give one request, not --input"
+        )
+
     status = EXIT_OK
     async with Runner(options) as runner:
         for index, request in enumerate(requests):
-            result = await runner.run(request)
+            with RunObserver(runner.engine.events, observe) as observer:
+                result = await runner.run(request)
             if result.answer is None:
                 status = EXIT_RUN_FAILED
             if args.json:
-                print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+                print(json.dumps(_result_json(result, observer), ensure_ascii=False), flush=True)
             else:
                 if len(requests) > 1:
                     print(f"=== Request {index + 1} of {len(requests)}: {request}")
                 else:
                     print(f"Request: {request}")
-                print(format_result(result), end="\n\n", flush=True)
+                print(format_result(result), end="\n\n")
+                print(format_accounting(observer.accounting()), end="\n\n", flush=True)
     return status
 
 
@@ -686,6 +712,7 @@ def _add_resume_parser(commands: argparse._SubParsersAction[_OneLineErrorParser]
         "e.g. after the server moved to another port",
     )
     _add_journal_options(resume, run=False)
+    _add_observe_options(resume)
 
 
 def format_runs(rows: Sequence[tuple[RunRow, str]]) -> str:
@@ -741,14 +768,188 @@ async def _resume_command(args: argparse.Namespace) -> int:
     if args.base_url is not None:
         overrides["base_url"] = args.base_url
     options = options_from_journal(row.options, **overrides)
+    observe = observe_options_from_args(args)
+    # The trace and report cover every session of the run, so they are drawn
+    # from the journal once this one has ended, not from its events alone.
+    live = dataclasses.replace(observe, trace=None, report=None)
     async with Runner(options) as runner:
-        result = await runner.resume(state)
+        with RunObserver(runner.engine.events, live) as observer:
+            result = await runner.resume(state)
+    _write_journal_files(journal_dir, args.run_id, observe)
     if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+        print(json.dumps(_result_json(result, observer), ensure_ascii=False), flush=True)
     else:
         print(f"Request: {result.request}")
-        print(format_result(result), end="\n\n", flush=True)
+        print(format_result(result), end="\n\n")
+        print(format_accounting(observer.accounting()), end="\n\n", flush=True)
     return EXIT_OK if result.answer is not None else EXIT_RUN_FAILED
+
+
+# --- observing runs: progress, accounting, trace, report, plan -------------------
+
+
+def _add_observe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="draw no live progress (it is drawn on stderr only when stdout and stderr "
+        "are terminals)",
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write a Chrome trace-event JSON file of the run, one track per agent, for "
+        "Perfetto (ui.perfetto.dev) or chrome://tracing",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write the run's HTML report: graph, Gantt chart, utilisation, every task",
+    )
+    parser.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="TOML table of model prices per million tokens, to show costs "
+        '(["MODEL"] prompt_per_million = X, completion_per_million = Y)',
+    )
+
+
+def observe_options_from_args(args: argparse.Namespace) -> ObserveOptions:
+    """Check the observing options of run and resume, then build ObserveOptions."""
+    for flag, path in (("--trace", args.trace), ("--report", args.report)):
+        if path is not None:
+            check_output_path(path, flag)
+    prices = load_prices(args.prices) if args.prices is not None else None
+    console = None
+    if should_draw_progress(quiet=args.quiet, streams=(sys.stdout, sys.stderr)):
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    return ObserveOptions(
+        console=console,
+        trace=args.trace,
+        report=args.report,
+        prices=prices,
+        otel_environ=os.environ,
+    )
+
+
+def _result_json(result: RunResult, observer: RunObserver) -> dict[str, object]:
+    data = result.to_json()
+    data["accounting"] = observer.accounting().to_json()
+    return data
+
+
+def _add_report_parser(commands: argparse._SubParsersAction[_OneLineErrorParser]) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write a journalled run's HTML report",
+        description="Write one self-contained HTML file (no network needed to view it) with "
+        "the run's task graph, a Gantt chart of tasks per agent, agent utilisation over "
+        "time, every task's prompt, output, tokens and timing, and the run's figures.",
+    )
+    report.add_argument("run_id", metavar="RUN_ID", help="the run's id, as 'dyntaskmas runs' lists")
+    report.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", required=True, help="the HTML file to write"
+    )
+    report.add_argument(
+        "--trace", type=Path, metavar="FILE", help="also write the run's Chrome trace JSON here"
+    )
+    report.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="TOML table of model prices per million tokens, to show costs",
+    )
+    _add_journal_options(report, run=False)
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    check_output_path(args.output, "--output")
+    if args.trace is not None:
+        check_output_path(args.trace, "--trace")
+    prices = load_prices(args.prices) if args.prices is not None else None
+    observe = ObserveOptions(trace=args.trace, report=args.output, prices=prices)
+    _write_journal_files(_journal_dir(args), args.run_id, observe)
+    print(f"dyntaskmas: wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_journal_files(journal_dir: Path, run_id: str, observe: ObserveOptions) -> None:
+    """Write the trace and report of ``observe`` for run ``run_id``, from its journal."""
+    if observe.trace is None and observe.report is None:
+        return
+    with JournalStore(journal_dir, create=False) as store:
+        store.run(run_id)
+        rows = store.events(run_id)
+    view = build_run_view(decode_event(row.kind, run_id, row.at_s, row.payload) for row in rows)
+    write_observed_files(view, observe)
+
+
+def _add_plan_parser(
+    commands: argparse._SubParsersAction[_OneLineErrorParser], run: argparse.ArgumentParser
+) -> None:
+    plan = commands.add_parser(
+        "plan",
+        help="show the plan of a request without running it",
+        description="Ask the planner to decompose the request (and subtasks it marks as not "
+        "atomic, up to --max-depth), print the plan and run nothing else. Takes the "
+        "endpoint options of 'run'.",
+    )
+    plan.add_argument("request", help="the request text")
+    plan.add_argument(
+        "--format",
+        choices=PLAN_FORMATS,
+        default="text",
+        help="text (default), mermaid (a flowchart), dot (Graphviz) or json",
+    )
+    shared = (
+        "--base-url",
+        "--model",
+        "--api-key-env",
+        "--max-depth",
+        "--max-subtasks",
+        "--timeout",
+        "--local-servers",
+        "--structured-output",
+        "--model-file",
+    )
+    # The same argparse actions as run's, so that flags, defaults and help
+    # cannot drift apart. argparse has no public way to copy an argument.
+    for action in run._actions:
+        if any(flag in shared for flag in action.option_strings):
+            plan._add_action(action)
+    # What options_from_args reads but a plan does not use.
+    plan.set_defaults(
+        input=None,
+        limit=None,
+        agents=1,
+        concurrency=None,
+        max_tokens=256,
+        weighting="normalized",
+        theta=DEFAULT_THETA,
+        context_window=None,
+        no_journal=True,
+        journal_dir=None,
+    )
+
+
+async def _plan_command(args: argparse.Namespace) -> int:
+    from dyntaskmas.observe.graph_export import format_plan, plan_request
+
+    check_request(args.request)
+    options = options_from_args(args)
+    async with Runner(options) as runner:
+        planner = runner.engine.planner
+        assert planner is not None, "the runner always builds a planner"
+        role = next(iter(runner.engine.config.roles))
+        tree = await plan_request(planner, args.request, role=role)
+    print(format_plan(tree, args.format))
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -765,6 +966,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs_command(args)
         if args.command == "resume":
             return asyncio.run(_resume_command(args))
+        if args.command == "report":
+            return _report_command(args)
+        if args.command == "plan":
+            return asyncio.run(_plan_command(args))
         return asyncio.run(_run_command(args))
     except KeyboardInterrupt:
         print("dyntaskmas: interrupted", file=sys.stderr)

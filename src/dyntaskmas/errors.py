@@ -6,7 +6,8 @@ and what to do next; the offending ids and limits are kept as attributes.
 
     DynTaskMASError
     ├── ConfigError                  bad option, config value or environment
-    │   └── ModelFileNotFoundError   embedded model weights are not installed
+    │   ├── ModelFileNotFoundError   embedded model weights are not installed
+    │   └── PriceTableError          a table of per-model token prices is invalid
     ├── GraphError                   a task graph or delta is invalid
     │   ├── CycleError
     │   ├── UnknownDependencyError
@@ -61,6 +62,14 @@ class ModelFileNotFoundError(ConfigError):
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class PriceTableError(ConfigError):
+    """A table of per-model token prices is invalid; ``model`` names the entry, if any."""
+
+    def __init__(self, message: str, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
 
 
 # --- task graph --------------------------------------------------------------

@@ -9,10 +9,14 @@ import pytest
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.journal.codec import decode_event, decode_spec, encode_event, encode_spec
 from dyntaskmas.observe.events import (
+    ContextDelivered,
     Event,
     GraphChanged,
+    LLMCallFinished,
+    LLMCallRetried,
     RunFinished,
     RunStarted,
+    TaskCancelled,
     TaskFailed,
     TaskFinished,
     TaskReady,
@@ -47,6 +51,23 @@ def test_spec_meta_tuples_read_back_as_tuples() -> None:
         TaskFinished("r", 0.4, "a", "worker-1", "the output", 0.1, 10, 20),
         TaskFailed("r", 0.5, "b", "boom", ("c", "d")),
         RunFinished("r", 0.6, "failed", 0.6, 3),
+        TaskCancelled("r", 0.5, "c", "dependency 'b' failed"),
+        ContextDelivered("r", 0.7, "e", ("a",), ("b", "c"), 120, 4000),
+        LLMCallFinished(
+            "r",
+            0.9,
+            "e",
+            "worker-1",
+            "scripted",
+            "m",
+            0.7,
+            0.2,
+            30,
+            5,
+            2,
+            (("system", "be brief"), ("user", "a <b> & \u2028 c")),
+        ),
+        LLMCallRetried("r", 0.9, "e", "worker-1", "scripted", 1),
     ],
     ids=lambda event: type(event).__name__,
 )

@@ -42,7 +42,7 @@ import itertools
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.manager import ContextManager
@@ -77,10 +77,14 @@ from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
 from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
 from dyntaskmas.observe.events import (
+    ContextDelivered,
     EventBus,
     GraphChanged,
+    LLMCallFinished,
+    LLMCallRetried,
     RunFinished,
     RunStarted,
+    TaskCancelled,
     TaskFailed,
     TaskFinished,
     TaskReady,
@@ -182,6 +186,45 @@ class _Outcome:
     delta: GraphDelta = field(default_factory=GraphDelta)
     completions: tuple[Completion, ...] = ()
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A model call of a task, for LLMCallFinished; times in seconds from the run's start."""
+
+    completion: Completion
+    messages: Sequence[ChatMessage]
+    started_at: float
+    ended_at: float
+
+
+class _RecordingModel:
+    """A task's view of its agent's model: hands each returned call to ``on_call``.
+
+    Failed calls raise before ``on_call``, as they report no usage.
+    """
+
+    def __init__(
+        self, model: ChatModel, now: Callable[[], float], on_call: Callable[[_Call], None]
+    ) -> None:
+        self._model = model
+        self._now = now
+        self._on_call = on_call
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        json_schema: Mapping[str, Any] | None = None,
+    ) -> Completion:
+        started = self._now()
+        completion = await self._model.complete(
+            messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema
+        )
+        self._on_call(_Call(completion, tuple(messages), started, self._now()))
+        return completion
 
 
 @dataclass
@@ -525,6 +568,7 @@ class Engine:
                 delta.reason,
             )
         )
+        self._emit_cancelled(run, result.cancelled, now=now)
         self._recompute_policy_state(run)
         self._drop(run, result.unready)
         self._drop(run, result.cancelled)
@@ -535,6 +579,47 @@ class Engine:
         cancelled = run.graph.mark_failed(task_id, error, now=now)
         self._drop(run, cancelled)
         self.events.emit(TaskFailed(run.run_id, now, task_id, error, tuple(cancelled)))
+        self._emit_cancelled(run, cancelled, now=now)
+
+    def _emit_cancelled(self, run: _Run, task_ids: Iterable[str], *, now: float) -> None:
+        for task_id in task_ids:
+            reason = run.graph.task(task_id).error or "cancelled by a graph change"
+            self.events.emit(TaskCancelled(run.run_id, now, task_id, reason))
+
+    def _recording(self, run: _Run, task_id: str, agent: Agent) -> _RecordingModel:
+        """Wrap ``agent``'s model so that each call it makes emits its events."""
+
+        def emit(call: _Call) -> None:
+            completion = call.completion
+            if completion.attempts > 1:
+                self.events.emit(
+                    LLMCallRetried(
+                        run.run_id,
+                        call.ended_at,
+                        task_id,
+                        agent.name,
+                        agent.endpoint,
+                        completion.attempts - 1,
+                    )
+                )
+            self.events.emit(
+                LLMCallFinished(
+                    run.run_id,
+                    call.ended_at,
+                    task_id,
+                    agent.name,
+                    agent.endpoint,
+                    completion.model,
+                    call.started_at,
+                    call.ended_at - call.started_at,
+                    completion.usage.prompt_tokens,
+                    completion.usage.completion_tokens,
+                    completion.attempts,
+                    tuple((message.role, message.content) for message in call.messages),
+                )
+            )
+
+        return _RecordingModel(agent.model, lambda: self._now(run), emit)
 
     def _refresh_priorities(self, run: _Run) -> None:
         for task_id in run.graph.ids_in_state("ready"):
@@ -594,8 +679,20 @@ class Engine:
                 spec, [item.task_id for item in inputs], budget
             )
             messages = build(context=selection.render())
+            self.events.emit(
+                ContextDelivered(
+                    run.run_id,
+                    self._now(run),
+                    spec.id,
+                    tuple(item.candidate.source for item in selection.items),
+                    tuple(omission.candidate.source for omission in selection.omitted),
+                    selection.used_tokens,
+                    selection.budget_tokens,
+                )
+            )
 
-        completion = await agent.model.complete(
+        model = self._recording(run, spec.id, agent)
+        completion = await model.complete(
             messages, max_tokens=max_tokens, temperature=self.config.temperature
         )
         await self._publish(run, spec, completion.text)
@@ -619,7 +716,9 @@ class Engine:
         failure: str | None = None
         try:
             plan = await self.planner.decompose(
-                run.request or spec.description, subject, model=agent.model
+                run.request or spec.description,
+                subject,
+                model=self._recording(run, spec.id, agent),
             )
             new_specs = list(plan.specs)
             completions = tuple(plan.completions)

@@ -4,8 +4,8 @@ Owns the journal's payload format, so the store deals in plain JSON only. JSON h
 no tuples or sets, but a :class:`TaskSpec`'s ``meta`` may hold tuples (a plan
 task's ``inherit``) and code compares them as tuples, so a tuple is written
 as ``{"$tuple": [...]}`` and read back as one. ``tags`` is written as a
-sorted list. Payloads hold only what the events hold: no prompt, no
-endpoint key.
+sorted list. Payloads hold only what the events hold: the prompts of model
+calls (``LLMCallFinished.messages``), never an endpoint key.
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ from typing import Any
 
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.observe.events import (
+    ContextDelivered,
     Event,
     GraphChanged,
+    LLMCallFinished,
+    LLMCallRetried,
     RunFinished,
     RunStarted,
+    TaskCancelled,
     TaskFailed,
     TaskFinished,
     TaskReady,
@@ -36,6 +40,10 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     TaskFinished,
     TaskFailed,
     RunFinished,
+    TaskCancelled,
+    ContextDelivered,
+    LLMCallFinished,
+    LLMCallRetried,
 )
 EVENT_TYPES: Mapping[str, type[Event]] = {cls.__name__: cls for cls in _EVENT_CLASSES}
 

@@ -1,7 +1,9 @@
 """Run events: the public way to watch a run while it goes on.
 
 The engine emits one event per state change: the run started, the graph
-changed, a task became ready, started, finished or failed, the run ended.
+changed, a task became ready, started, finished, failed or was cancelled,
+a task's context was chosen, a model call finished (and whether it was
+retried), the run ended.
 Every event carries the run's id and ``at_s``, seconds since the run
 started on the engine's clock.
 
@@ -78,6 +80,59 @@ class TaskFailed(Event):
     task_id: str
     error: str
     cancelled: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TaskCancelled(Event):
+    """A task will not run; ``reason`` names the failure or delta that cancelled it."""
+
+    task_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ContextDelivered(Event):
+    """The context manager chose the inputs of a task's prompt.
+
+    ``sources`` are the ids of the tasks whose outputs went in, ``left_out``
+    those that did not fit; token counts are the context manager's estimate.
+    """
+
+    task_id: str
+    sources: tuple[str, ...]
+    left_out: tuple[str, ...]
+    tokens: int
+    budget_tokens: int
+
+
+@dataclass(frozen=True)
+class LLMCallFinished(Event):
+    """One model call of a task returned; ``at_s`` is when it returned.
+
+    ``messages`` are the prompt as (role, content) pairs. Token counts are the
+    server's usage fields. ``attempts`` counts HTTP attempts, retries included.
+    """
+
+    task_id: str
+    agent: str | None
+    endpoint: str | None
+    model: str
+    started_at_s: float
+    duration_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    attempts: int
+    messages: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class LLMCallRetried(Event):
+    """A model call of a task needed ``retries`` retries of transient errors before it returned."""
+
+    task_id: str
+    agent: str | None
+    endpoint: str | None
+    retries: int
 
 
 @dataclass(frozen=True)
