@@ -78,13 +78,13 @@ from dyntaskmas.graph.weights import TransferModel, Weighting
 from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
 from dyntaskmas.observe.events import (
     EventBus,
-    GraphChanged,
     RunFinished,
     RunStarted,
     TaskFailed,
     TaskFinished,
     TaskReady,
     TaskStarted,
+    graph_changed,
 )
 
 if TYPE_CHECKING:
@@ -515,16 +515,7 @@ class Engine:
 
     def _apply_delta(self, run: _Run, delta: GraphDelta, *, now: float) -> None:
         result = run.graph.apply(delta, now=now)
-        self.events.emit(
-            GraphChanged(
-                run.run_id,
-                now,
-                delta.add,
-                (*((d, s.id) for s in delta.add for d in s.depends_on), *delta.add_edges),
-                result.cancelled,
-                delta.reason,
-            )
-        )
+        self.events.emit(graph_changed(run.run_id, now, delta, result))
         self._recompute_policy_state(run)
         self._drop(run, result.unready)
         self._drop(run, result.cancelled)
