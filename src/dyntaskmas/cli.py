@@ -10,7 +10,9 @@
 
 Exit codes: 0 every request answered; 1 a run finished without an answer;
 2 bad options or input, an unreachable endpoint, a missing model file;
-130 interrupted. Errors are one line on stderr, never a traceback.
+130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM, which print the run id
+and the 'dyntaskmas resume' command first. Errors are one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from dyntaskmas.errors import (
     DynTaskMASError,
     EndpointUnavailableError,
     JournalError,
+    RunInterruptedError,
 )
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
+from dyntaskmas.interrupt import RunTracker
 from dyntaskmas.journal.resume import load_resume_state
 from dyntaskmas.journal.store import (
     JOURNAL_DIR_ENV_VAR,
@@ -334,6 +338,11 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 
 async def _run_command(args: argparse.Namespace) -> int:
+    tracker = RunTracker(journal_dir=args.journal_dir)
+    return await tracker.run_until_signal(_run_requests(args, tracker))
+
+
+async def _run_requests(args: argparse.Namespace, tracker: RunTracker) -> int:
     options = options_from_args(args)
     if args.input is not None:
         requests = read_requests(args.input, args.limit)
@@ -343,6 +352,7 @@ async def _run_command(args: argparse.Namespace) -> int:
 
     status = EXIT_OK
     async with Runner(options) as runner:
+        tracker.runner = runner
         for index, request in enumerate(requests):
             result = await runner.run(request)
             if result.answer is None:
@@ -734,6 +744,11 @@ def _runs_command(args: argparse.Namespace) -> int:
 
 
 async def _resume_command(args: argparse.Namespace) -> int:
+    tracker = RunTracker(journal_dir=args.journal_dir)
+    return await tracker.run_until_signal(_resume_run(args, tracker))
+
+
+async def _resume_run(args: argparse.Namespace, tracker: RunTracker) -> int:
     journal_dir = _journal_dir(args)
     with JournalStore(journal_dir, create=False) as store:
         row, state = load_resume_state(store, args.run_id)
@@ -742,6 +757,7 @@ async def _resume_command(args: argparse.Namespace) -> int:
         overrides["base_url"] = args.base_url
     options = options_from_journal(row.options, **overrides)
     async with Runner(options) as runner:
+        tracker.runner = runner
         result = await runner.resume(state)
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
@@ -774,6 +790,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # report the failed flush of stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except RunInterruptedError as exc:
+        print(f"dyntaskmas: {exc}", file=sys.stderr)
+        return exc.exit_status
     except (ConfigError, EndpointUnavailableError, JournalError) as exc:
         print(f"dyntaskmas: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

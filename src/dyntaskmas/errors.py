@@ -29,10 +29,11 @@ and what to do next; the offending ids and limits are kept as attributes.
     │   ├── VersionConflictError     a store's version moved after it was read
     │   ├── CommitFailedError        a store failed in commit; all stores rolled back
     │   └── ContextBudgetError       the prompt fills the window before any context
-    └── JournalError                 the run journal cannot be read, written or resumed
-        ├── JournalVersionError      the journal was written by a newer format version
-        ├── UnknownRunError          no run with this id in the journal
-        └── RunFinishedError         the run already succeeded; nothing to resume
+    ├── JournalError                 the run journal cannot be read, written or resumed
+    │   ├── JournalVersionError      the journal was written by a newer format version
+    │   ├── UnknownRunError          no run with this id in the journal
+    │   └── RunFinishedError         the run already succeeded; nothing to resume
+    └── RunInterruptedError          SIGINT or SIGTERM stopped a command
 """
 
 from __future__ import annotations
@@ -376,3 +377,15 @@ class RunFinishedError(JournalError):
             f"run {run_id!r} already {status}, so there is nothing to resume; "
             f"start a new run with 'dyntaskmas run'"
         )
+
+
+# --- interruption ----------------------------------------------------------------
+
+
+class RunInterruptedError(DynTaskMASError):
+    """A stop signal ended a command; ``exit_status`` is 128 plus the signal number."""
+
+    def __init__(self, signal_name: str, exit_status: int, hint: str) -> None:
+        self.signal_name = signal_name
+        self.exit_status = exit_status
+        super().__init__(f"interrupted by {signal_name}; {hint}")

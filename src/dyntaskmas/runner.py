@@ -170,6 +170,8 @@ class Runner:
         self._engine: Engine | None = None
         self._default_window = REMOTE_CONTEXT_WINDOW_TOKENS
         self.journal: JournalStore | None = None
+        #: The id of the run started last, so that an interrupted caller can name it.
+        self.current_run_id: str | None = None
 
     async def __aenter__(self) -> Runner:
         try:
@@ -188,6 +190,11 @@ class Runner:
         await self._stack.aclose()
 
     @property
+    def journalled(self) -> bool:
+        """Whether runs are recorded in the journal, so that they can be resumed."""
+        return self.options.journal
+
+    @property
     def engine(self) -> Engine:
         if self._engine is None:
             raise RuntimeError("the runner is not open; use it in 'async with'")
@@ -198,6 +205,7 @@ class Runner:
         if run_id is None and self.journal is not None:
             run_id = new_run_id()
             logger.info("run %s is journalled in %s", run_id, self.journal.path)
+        self.current_run_id = run_id
         return await self.engine.run(request, run_id=run_id)
 
     async def resume(self, state: ResumeState) -> RunResult:
@@ -206,6 +214,7 @@ class Runner:
         A run killed before its first graph was recorded starts again from
         its request, under the same id.
         """
+        self.current_run_id = state.run_id
         if not state.deltas:
             return await self.engine.run(state.request, run_id=state.run_id)
         return await self.engine.resume(state)
