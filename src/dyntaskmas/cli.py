@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from dyntaskmas import __version__
+from dyntaskmas.config import apply_config, load_config
 from dyntaskmas.context.relevance import DEFAULT_THETA
 from dyntaskmas.errors import (
     ConfigError,
@@ -51,6 +52,7 @@ from dyntaskmas.journal.store import (
     default_journal_dir,
     with_shown_status,
 )
+from dyntaskmas.limits import DEFAULT_MAX_TASKS, MAX_DEPTH_LIMIT, MAX_REQUEST_CHARS
 from dyntaskmas.llm.endpoint import STRUCTURED_OUTPUT_MODES
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions, options_from_journal
@@ -62,9 +64,6 @@ EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-# Requests longer than this are almost certainly a file passed by mistake.
-MAX_REQUEST_CHARS = 20_000
 
 
 class InputError(ConfigError):
@@ -146,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=6,
         help=f"subtasks per decomposition, 2 to {MAX_SUBTASKS_LIMIT} (default: 6)",
+    )
+    run.add_argument(
+        "--max-tasks",
+        type=int,
+        default=DEFAULT_MAX_TASKS,
+        metavar="N",
+        help="tasks one run's graph may hold; a plan that would pass it runs as one task "
+        f"(default: {DEFAULT_MAX_TASKS})",
+    )
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with endpoints, roles, limits and prices (see docs/configuration.md); "
+        "options given here win over its limits",
     )
     run.add_argument(
         "--max-tokens",
@@ -306,6 +320,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     for flag, value, minimum in minimums:
         if value is not None and value < minimum:
             raise ConfigError(f"{flag} must be >= {minimum}, got {value}")
+    if args.max_depth > MAX_DEPTH_LIMIT:
+        raise ConfigError(f"--max-depth must be <= {MAX_DEPTH_LIMIT}, got {args.max_depth}")
     if args.max_subtasks > MAX_SUBTASKS_LIMIT:
         raise ConfigError(
             f"--max-subtasks must be <= {MAX_SUBTASKS_LIMIT}, got {args.max_subtasks}"
@@ -324,6 +340,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         concurrency=args.concurrency,
         max_depth=args.max_depth,
         max_subtasks=args.max_subtasks,
+        max_tasks=args.max_tasks,
         work_max_tokens=args.max_tokens,
         request_timeout_s=args.timeout,
         weighting=args.weighting,
@@ -344,6 +361,8 @@ async def _run_command(args: argparse.Namespace) -> int:
 
 async def _run_requests(args: argparse.Namespace, tracker: RunTracker) -> int:
     options = options_from_args(args)
+    if args.config is not None:
+        options = apply_config(options, load_config(args.config, known_roles=options.roles))
     if args.input is not None:
         requests = read_requests(args.input, args.limit)
     else:

@@ -13,7 +13,8 @@ and what to do next; the offending ids and limits are kept as attributes.
     │   ├── DuplicateTaskError
     │   ├── EmptyDescriptionError
     │   ├── UnknownTaskError
-    │   └── ImmutableTaskError       a delta touches a running or finished task
+    │   ├── ImmutableTaskError       a delta touches a running or finished task
+    │   └── TooManyTasksError        a graph larger than the run's task limit
     ├── PlanError                    planner output could not be used
     │   └── InvalidPlanError         still invalid after the repair call
     ├── LLMError                     a call to a model endpoint failed
@@ -125,6 +126,18 @@ class ImmutableTaskError(GraphError):
         super().__init__(
             f"task {task_id!r} is {state} and can no longer be changed; "
             f"only pending or ready tasks can be cancelled or rewired"
+        )
+
+
+class TooManyTasksError(GraphError):
+    """A graph has more tasks than the run's limit allows."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        self.count = count
+        self.limit = limit
+        super().__init__(
+            f"the graph has {count} tasks, more than the limit of {limit}; "
+            f"split the work into several runs, or raise max_tasks"
         )
 
 

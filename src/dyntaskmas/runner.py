@@ -22,9 +22,10 @@ from typing import Any
 
 import openai
 
+from dyntaskmas.config import EndpointConfig, Price, apply_config, load_config
 from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.context.relevance import DEFAULT_THETA
-from dyntaskmas.engine.agent_pool import AgentPool, build_agents
+from dyntaskmas.engine.agent_pool import AgentPool, build_agents, build_role_agents
 from dyntaskmas.engine.executor import PLANNER_ROLE, Engine, EngineConfig
 from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.engine.result import RunResult
@@ -33,6 +34,7 @@ from dyntaskmas.graph.weights import WEIGHTINGS, Weighting
 from dyntaskmas.journal.recorder import JournalRecorder, new_run_id
 from dyntaskmas.journal.replay import ResumeState
 from dyntaskmas.journal.store import JournalStore, default_journal_dir
+from dyntaskmas.limits import DEFAULT_MAX_TASKS, MAX_DEPTH_LIMIT, MAX_TASKS_LIMIT
 from dyntaskmas.llm.embedded import EmbeddedServer
 from dyntaskmas.llm.endpoint import (
     MODEL_ENV_VAR,
@@ -81,6 +83,7 @@ class RunOptions:
     concurrency: int | None = None
     max_depth: int = 2
     max_subtasks: int = 6
+    max_tasks: int = DEFAULT_MAX_TASKS
     work_max_tokens: int = 256
     answer_max_tokens: int = 384
     request_timeout_s: float = 120.0
@@ -93,12 +96,23 @@ class RunOptions:
     roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     journal: bool = True
     journal_dir: str | None = None
+    # From a config file (see dyntaskmas.config); endpoints replace base_url.
+    config_file: str | None = None
+    endpoints: tuple[EndpointConfig, ...] = ()
+    role_endpoints: Mapping[str, str] = field(default_factory=dict)
+    prices: Mapping[str, Price] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
         if self.concurrency is not None:
             _at_least("concurrency", self.concurrency, 1)
         _at_least("max_depth", self.max_depth, 1)
+        if self.max_depth > MAX_DEPTH_LIMIT:
+            raise ConfigError(f"max_depth must be <= {MAX_DEPTH_LIMIT}, got {self.max_depth}")
+        if not 3 <= self.max_tasks <= MAX_TASKS_LIMIT:
+            raise ConfigError(
+                f"max_tasks must be between 3 and {MAX_TASKS_LIMIT}, got {self.max_tasks}"
+            )
         # The planner's own limits, checked here so that a bad value fails
         # before any embedded server is started.
         if not 2 <= self.max_subtasks <= MAX_SUBTASKS_LIMIT:
@@ -143,6 +157,10 @@ def journal_options(options: RunOptions) -> dict[str, Any]:
     """
     data = asdict(options)
     data["roles"] = dict(options.roles)
+    # What came from a config file is read from the file again on resume,
+    # so that an API key written in it never reaches the journal.
+    for name in ("endpoints", "role_endpoints", "prices"):
+        del data[name]
     return data
 
 
@@ -151,7 +169,11 @@ def options_from_journal(recorded: Mapping[str, Any], **overrides: Any) -> RunOp
     known = {f.name for f in fields(RunOptions)}
     values = {key: value for key, value in recorded.items() if key in known}
     values.update(overrides)
-    return RunOptions(**values)
+    options = RunOptions(**values)
+    if options.config_file is not None:
+        config = load_config(options.config_file, known_roles=options.roles)
+        options = apply_config(options, config)
+    return options
 
 
 def _at_least(name: str, value: int, minimum: int) -> None:
@@ -227,7 +249,9 @@ class Runner:
                 f"a model file is only used by the embedded server, but {BASE_URL_ENV_VAR} "
                 f"is set to {base_url}; unset it, or drop the model file"
             )
-        if base_url is None:
+        if options.endpoints:
+            self.endpoints = [await self._configured_endpoint(item) for item in options.endpoints]
+        elif base_url is None:
             self.endpoints = await self._start_embedded()
         else:
             self.endpoints = [await self._remote_endpoint(base_url)]
@@ -240,8 +264,14 @@ class Runner:
             models[endpoint.name] = model
 
         roles = dict(options.roles)
+        if options.role_endpoints:
+            agents = build_role_agents(
+                options.agents, [*roles, PLANNER_ROLE], options.role_endpoints, models
+            )
+        else:
+            agents = build_agents(options.agents, [*roles, PLANNER_ROLE], models)
         pool = AgentPool(
-            build_agents(options.agents, [*roles, PLANNER_ROLE], models),
+            agents,
             limits={endpoint.name: endpoint.limiter for endpoint in self.endpoints},
         )
         planner = Planner(
@@ -256,6 +286,7 @@ class Runner:
             answer_max_tokens=options.answer_max_tokens,
             weighting=options.weighting,
             context_window_tokens=window,
+            max_tasks=options.max_tasks,
         )
 
         def new_context(run_id: str) -> ContextManager:
@@ -293,6 +324,26 @@ class Runner:
                 )
             )
         return endpoints
+
+    async def _configured_endpoint(self, item: EndpointConfig) -> Endpoint:
+        model = item.model
+        if model is None:
+            probe = Endpoint(item.base_url, model="unused", api_key=item.api_key)
+            served = await _served_models(probe)
+            if len(served) != 1:
+                raise ConfigError(
+                    f"endpoint {item.name!r} has no model in the config file and "
+                    f'{item.base_url} lists {len(served)} models; add model = "..."'
+                )
+            model = served[0]
+        return Endpoint(
+            item.base_url,
+            model=model,
+            api_key=item.api_key,
+            name=item.name,
+            concurrency=item.concurrency or self.options.concurrency or self.options.agents,
+            structured_output=item.structured_output,
+        )
 
     async def _remote_endpoint(self, base_url: str) -> Endpoint:
         options = self.options

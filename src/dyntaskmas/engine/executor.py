@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.manager import ContextManager
+from dyntaskmas.engine.admission import check_graph, check_request
 from dyntaskmas.engine.agent_pool import Agent, AgentPool
 from dyntaskmas.engine.prompts import (
     DEFAULT_ROLES,
@@ -75,6 +76,7 @@ from dyntaskmas.graph.priority import (
 )
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
+from dyntaskmas.limits import DEFAULT_MAX_TASKS
 from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
 from dyntaskmas.observe.events import (
     EventBus,
@@ -152,6 +154,8 @@ class EngineConfig:
     # The model's context window in tokens; prompts built with a context
     # manager never exceed it.
     context_window_tokens: int = 8192
+    # Tasks one run's graph may hold; a plan that would pass it is not added.
+    max_tasks: int = DEFAULT_MAX_TASKS
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -204,6 +208,10 @@ class _Run:
     # tasks of higher levels waiting for it.
     current_level: int = 0
     waiting_for_level: list[str] = field(default_factory=list)
+    # Tasks the graph holds or that accepted plans will add, plus one per
+    # unfinished plan task; 0 until the first plan finishes. Plans run in
+    # parallel, so each counts its tasks here before its delta is applied.
+    tasks_promised: int = 0
     # _natural_key of each id seen, so inputs and records sort without
     # re-parsing ids: a task's id is parsed once, not once per dependent.
     natural_keys: dict[str, tuple[tuple[int, int | str], ...]] = field(default_factory=dict)
@@ -244,8 +252,7 @@ class Engine:
         ``run_id`` names the run in its events (default: ``run-N``, unique
         within this engine only).
         """
-        if not request.strip():
-            raise ValueError("the request is empty; pass the text of a task to run")
+        check_request(request)
         if self.planner is None:
             raise ValueError("Engine.run needs a planner; use run_graph for a fixed graph")
         plan = TaskSpec(
@@ -269,6 +276,8 @@ class Engine:
         self, specs: Iterable[TaskSpec], *, request: str = "", run_id: str | None = None
     ) -> RunResult:
         """Run a ready-made graph; the answer is the output of its last sink."""
+        specs = tuple(specs)
+        check_graph(specs, self.config.max_tasks)
         graph = TaskGraph(weighting=self.config.weighting, transfer=self.config.transfer)
         run = _Run(
             run_id=run_id if run_id is not None else f"run-{next(self._runs)}",
@@ -638,6 +647,7 @@ class Engine:
                 )
             ]
         delta = self._wire(new_specs, target=target, inherit=inherit, plan_id=spec.id)
+        delta = self._within_task_limit(run, spec, delta, notes)
         return _Outcome(
             spec.id,
             agent,
@@ -647,6 +657,46 @@ class Engine:
             delta=delta,
             completions=completions,
             notes=tuple(notes),
+        )
+
+    def _within_task_limit(
+        self, run: _Run, spec: TaskSpec, delta: GraphDelta, notes: list[str]
+    ) -> GraphDelta:
+        """Return ``delta``, or one undecomposed task when it would pass ``max_tasks``.
+
+        Each unfinished plan task keeps room for the one task that runs its
+        work undecomposed, so that fallback always fits and the graph never
+        holds more than ``max_tasks`` tasks.
+        """
+        graph = run.graph
+        if run.tasks_promised == 0:
+            plans = [t for t in graph if t.spec.kind == "plan" and t.state != "done"]
+            run.tasks_promised = len(graph) + len(plans)
+        # This plan's own reserved task is released; its new plans reserve one each.
+        cost = len(delta.add) + sum(1 for s in delta.add if s.kind == "plan") - 1
+        limit = self.config.max_tasks
+        # No await between the check and the count, so parallel plans cannot
+        # both take the same room.
+        if run.tasks_promised + cost <= limit:
+            run.tasks_promised += cost
+            return delta
+        name = str(spec.meta.get("name", spec.id))
+        notes.append(
+            f"planning {name!r} proposed {len(delta.add)} tasks, which would pass the run's "
+            f"limit of {limit} tasks; it ran as a single task instead"
+        )
+        single = TaskSpec(
+            id=f"{name}.1",
+            description=spec.description,
+            role=self._first_role(),
+            depth=spec.depth + 1,
+            parent=name,
+        )
+        return self._wire(
+            [single],
+            target=str(spec.meta.get("target", spec.id)),
+            inherit=tuple(spec.meta.get("inherit", ())),
+            plan_id=spec.id,
         )
 
     def _wire(
