@@ -423,6 +423,14 @@ def _add_serve_sim_parser(
     )
     serve.add_argument("--model", default=None, help="model name to serve (default: sim-8b)")
     serve.add_argument(
+        "--plan-fanout",
+        type=int,
+        default=4,
+        metavar="N",
+        help="subtasks of the plan sent for a request with a decomposition schema; 0 sends "
+        "filler text instead (default: 4)",
+    )
+    serve.add_argument(
         "--max-context-tokens",
         type=int,
         metavar="TOKENS",
@@ -487,6 +495,8 @@ def sim_server_from_args(args: argparse.Namespace) -> SimulatedLLMServer:
         raise ConfigError(f"--slots must be >= 1, got {args.slots}")
     if not (math.isfinite(args.speedup) and args.speedup > 0):
         raise ConfigError(f"--speedup must be a number > 0, got {args.speedup}")
+    if args.plan_fanout < 0:
+        raise ConfigError(f"--plan-fanout must be >= 0, got {args.plan_fanout}")
     if args.max_context_tokens is not None and args.max_context_tokens < 1:
         raise ConfigError(f"--max-context-tokens must be >= 1, got {args.max_context_tokens}")
     rates = [
@@ -531,6 +541,7 @@ def sim_server_from_args(args: argparse.Namespace) -> SimulatedLLMServer:
         speedup=args.speedup,
         seed=args.seed,
         output_lengths=output_lengths,
+        plan_fanout=args.plan_fanout,
     )
 
 

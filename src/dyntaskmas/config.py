@@ -61,6 +61,8 @@ LIMIT_KEYS: Mapping[str, type] = {
     "work_max_tokens": int,
     "answer_max_tokens": int,
     "request_timeout_s": float,
+    "max_attempts": int,
+    "retry_base_delay_s": float,
     "theta": float,
     "context_window_tokens": int,
     "weighting": str,

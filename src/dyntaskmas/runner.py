@@ -43,6 +43,7 @@ from dyntaskmas.llm.endpoint import (
     StructuredOutputMode,
 )
 from dyntaskmas.llm.openai_backend import OpenAIChatModel
+from dyntaskmas.llm.retry import RetryPolicy
 from dyntaskmas.llm.types import ChatModel
 from dyntaskmas.planning.planner import PlanLimits, Planner
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
@@ -87,6 +88,10 @@ class RunOptions:
     work_max_tokens: int = 256
     answer_max_tokens: int = 384
     request_timeout_s: float = 120.0
+    # Retries of transient model-call failures: attempts per call, the
+    # first included, and the first backoff ceiling in seconds.
+    max_attempts: int = 6
+    retry_base_delay_s: float = 0.5
     weighting: Weighting = "normalized"
     local_servers: int = 2
     model_file: str | None = None
@@ -122,6 +127,12 @@ class RunOptions:
         _at_least("work_max_tokens", self.work_max_tokens, 1)
         _at_least("answer_max_tokens", self.answer_max_tokens, 1)
         _at_least("local_servers", self.local_servers, 1)
+        _at_least("max_attempts", self.max_attempts, 1)
+        if not 0 <= self.retry_base_delay_s <= 60:
+            raise ConfigError(
+                f"retry_base_delay_s must be between 0 and 60 seconds, "
+                f"got {self.retry_base_delay_s}"
+            )
         if self.request_timeout_s <= 0:
             raise ConfigError(f"request timeout must be > 0 seconds, got {self.request_timeout_s}")
         if self.model_file is not None and self.base_url is not None:
@@ -257,8 +268,11 @@ class Runner:
             self.endpoints = [await self._remote_endpoint(base_url)]
 
         models: dict[str, ChatModel] = {}
+        policy = RetryPolicy(
+            max_attempts=options.max_attempts, base_delay_s=options.retry_base_delay_s
+        )
         for endpoint in self.endpoints:
-            model = OpenAIChatModel(endpoint, timeout_s=options.request_timeout_s)
+            model = OpenAIChatModel(endpoint, policy=policy, timeout_s=options.request_timeout_s)
             self._stack.push_async_callback(model.aclose)
             self._models.append(model)
             models[endpoint.name] = model
