@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
@@ -47,6 +47,9 @@ from dyntaskmas.llm.retry import RetryPolicy
 from dyntaskmas.llm.types import ChatModel
 from dyntaskmas.planning.planner import PlanLimits, Planner
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
+
+if TYPE_CHECKING:
+    from dyntaskmas.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +198,12 @@ def _at_least(name: str, value: int, minimum: int) -> None:
 class Runner:
     """An engine bound to endpoints; use it as an async context manager."""
 
-    def __init__(self, options: RunOptions | None = None) -> None:
+    def __init__(
+        self, options: RunOptions | None = None, *, tools: ToolRegistry | None = None
+    ) -> None:
         self.options = options or RunOptions()
+        # The only tools work tasks may call; not journalled, so pass it again to resume.
+        self.tools = tools
         self.endpoints: list[Endpoint] = []
         self._models: list[OpenAIChatModel] = []
         self._stack = contextlib.AsyncExitStack()
@@ -306,7 +313,9 @@ class Runner:
         def new_context(run_id: str) -> ContextManager:
             return ContextManager(run_id, theta=options.theta)
 
-        self._engine = Engine(pool, planner=planner, config=config, context=new_context)
+        self._engine = Engine(
+            pool, planner=planner, config=config, context=new_context, tools=self.tools
+        )
         if options.journal:
             journal_dir = (
                 Path(options.journal_dir) if options.journal_dir else default_journal_dir()

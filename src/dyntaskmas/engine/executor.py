@@ -42,7 +42,7 @@ import itertools
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.manager import ContextManager
@@ -77,7 +77,7 @@ from dyntaskmas.graph.priority import (
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
 from dyntaskmas.limits import DEFAULT_MAX_TASKS
-from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
+from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, ToolCallingModel, Usage
 from dyntaskmas.observe.events import (
     EventBus,
     RunFinished,
@@ -91,6 +91,7 @@ from dyntaskmas.observe.events import (
 
 if TYPE_CHECKING:
     from dyntaskmas.journal.replay import ResumeState
+    from dyntaskmas.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ class EngineConfig:
     context_window_tokens: int = 8192
     # Tasks one run's graph may hold; a plan that would pass it is not added.
     max_tasks: int = DEFAULT_MAX_TASKS
+    # Rounds of tool calls a work task may make before it must answer.
+    max_tool_rounds: int = 4
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -237,8 +240,11 @@ class Engine:
         clock: Clock | None = None,
         context: Callable[[str], ContextManager] | None = None,
         events: EventBus | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.pool = pool
+        # Offered to the model of every work task whose backend supports tools.
+        self.tools = tools if tools else None
         self.planner = planner
         self.config = config or EngineConfig()
         self.clock = clock or MonotonicClock()
@@ -595,9 +601,25 @@ class Engine:
             )
             messages = build(context=selection.render())
 
-        completion = await agent.model.complete(
-            messages, max_tokens=max_tokens, temperature=self.config.temperature
-        )
+        model = agent.model
+        if self.tools is not None and not synthesis and _supports_tools(model):
+            # Imported here: jsonschema, which the tools need, takes 0.1 s to import.
+            from dyntaskmas.tools.loop import complete_with_tools
+
+            looped = await complete_with_tools(
+                model,
+                messages,
+                self.tools,
+                max_tokens=max_tokens,
+                temperature=self.config.temperature,
+                max_rounds=self.config.max_tool_rounds,
+            )
+            completion, completions = looped.final, looped.completions
+        else:
+            completion = await model.complete(
+                messages, max_tokens=max_tokens, temperature=self.config.temperature
+            )
+            completions = (completion,)
         await self._publish(run, spec, completion.text)
         return _Outcome(
             spec.id,
@@ -605,7 +627,7 @@ class Engine:
             started,
             self.clock.now(),
             output=completion.text,
-            completions=(completion,),
+            completions=completions,
         )
 
     async def _plan(self, run: _Run, spec: TaskSpec, agent: Agent, started: float) -> _Outcome:
@@ -824,6 +846,12 @@ class Engine:
             notes=tuple(notes),
             context=asdict(run.context.stats) if run.context is not None else None,
         )
+
+
+def _supports_tools(model: ChatModel) -> TypeGuard[ToolCallingModel]:
+    # NOTE: a backend without tool support (the simulator, test fakes) runs
+    # work tasks without the registered tools rather than failing them.
+    return getattr(model, "supports_tools", False) is True
 
 
 def _natural_key(task_id: str) -> tuple[tuple[int, int | str], ...]:
