@@ -29,7 +29,7 @@ An API key comes from the variable named by ``api_key_env`` or from
 of ``repr`` and of the journal: a resumed run reads the file again.
 
 Every problem raises :class:`~dyntaskmas.errors.ConfigError` with one line
-that names the file, the key and the value, and says what to change.
+that names the file, the key and the value, and states what to change.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def apply_config(options: RunOptions, config: RunConfig) -> RunOptions:
 
     A limit in the file replaces the option only where the option still has
     its default, so a value given on the command line wins.
-    NOTE: a command-line value equal to the default cannot be told apart
+    NOTE: a command-line value equal to the default cannot be distinguished
     from no value, so the file's value is used then.
     """
     defaults = {f.name: f.default for f in fields(options) if f.name in LIMIT_KEYS}

@@ -1,4 +1,4 @@
-"""Stop a command on SIGINT or SIGTERM and say how to resume the run it stopped.
+"""Stop a command on SIGINT or SIGTERM and print how to resume the run it stopped.
 
 :class:`RunTracker` runs a command's coroutine with handlers for both
 signals. The first signal cancels the coroutine, so ``async with`` blocks
@@ -29,7 +29,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TracksRuns(Protocol):
-    """What the tracker reads from a :class:`~dyntaskmas.runner.Runner`."""
+    """The part of a :class:`~dyntaskmas.runner.Runner` that the tracker reads."""
 
     @property
     def current_run_id(self) -> str | None: ...

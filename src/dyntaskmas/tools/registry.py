@@ -156,7 +156,7 @@ class ToolRegistry:
         return decorate
 
     def specs(self) -> list[ToolSpec]:
-        """Return what the model is told about each tool, in registration order."""
+        """Return the tool specs sent to the model, in registration order."""
         return [tool.spec for tool in self._tools.values()]
 
     async def call(self, call: ToolCall) -> ToolResult:
@@ -192,7 +192,7 @@ class ToolRegistry:
         except TimeoutError:
             return _rejected(call, f"tool {tool.name!r} timed out after {self.timeout_s:g} s")
         except Exception as exc:
-            # The model sees the failure and may try otherwise; the run goes on.
+            # The model receives the failure and may try another call, so the run goes on.
             logger.info("tool %s raised %s", tool.name, type(exc).__name__)
             return _rejected(call, f"tool {tool.name!r} raised {type(exc).__name__}: {exc}")
         content = result if isinstance(result, str) else _to_json(result)
