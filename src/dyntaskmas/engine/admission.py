@@ -25,14 +25,15 @@ def check_request(request: str) -> None:
         )
 
 
-def check_graph(specs: Sequence[TaskSpec], max_tasks: int) -> None:
+def check_graph(specs: Sequence[TaskSpec], max_tasks: int | None) -> None:
     """Raise for a ready-made graph that is too large or has an oversized description.
 
+    ``max_tasks`` None sets no limit on the size.
     Raises TooManyTasksError, or ValueError for a description longer than
     MAX_DESCRIPTION_CHARS. A role that no agent serves is not an error here:
     the executor fails that task and its descendants, and the rest runs.
     """
-    if len(specs) > max_tasks:
+    if max_tasks is not None and len(specs) > max_tasks:
         raise TooManyTasksError(len(specs), max_tasks)
     for spec in specs:
         if len(spec.description) > MAX_DESCRIPTION_CHARS:

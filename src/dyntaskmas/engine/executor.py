@@ -76,7 +76,6 @@ from dyntaskmas.graph.priority import (
 )
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
-from dyntaskmas.limits import DEFAULT_MAX_TASKS
 from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, ToolCallingModel, Usage
 from dyntaskmas.observe.events import (
     EventBus,
@@ -156,7 +155,8 @@ class EngineConfig:
     # manager never exceed it.
     context_window_tokens: int = 8192
     # Tasks one run's graph may hold; a plan that would pass it is not added.
-    max_tasks: int = DEFAULT_MAX_TASKS
+    # None sets no limit, for ready-made graphs of any size; Runner sets one.
+    max_tasks: int | None = None
     # Rounds of tool calls a work task may make before it must answer.
     max_tool_rounds: int = 4
 
@@ -699,7 +699,7 @@ class Engine:
         limit = self.config.max_tasks
         # No await between the check and the count, so parallel plans cannot
         # both take the same room.
-        if run.tasks_promised + cost <= limit:
+        if limit is None or run.tasks_promised + cost <= limit:
             run.tasks_promised += cost
             return delta
         name = str(spec.meta.get("name", spec.id))
