@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,32 @@ async def test_roles_go_to_their_endpoints(tmp_path: Path) -> None:
     assert len(research_server.calls) == 1
     assert "Find fact a" in research_server.calls[0].request.last_user_text
     assert len(main_server.calls) == 2  # the plan and the answer
-    assert "endpoints" not in recorded
+    assert all("api_key" not in endpoint for endpoint in recorded["endpoints"])
     assert resumed.endpoints == options.endpoints
     assert resumed.role_endpoints == {"researcher": "research"}
+
+
+def test_endpoints_without_file_survive_journal_without_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DYNTASKMAS_TEST_ENDPOINT_KEY", "secret-2")
+    endpoint = EndpointConfig(
+        name="main",
+        base_url="http://127.0.0.1:9/v1",
+        model="m",
+        api_key_env="DYNTASKMAS_TEST_ENDPOINT_KEY",
+        api_key="secret-2",
+    )
+    options = RunOptions(
+        endpoints=(endpoint,),
+        role_endpoints={"researcher": "main"},
+        prices={"m": Price(prompt_per_million=1.0, completion_per_million=2.0)},
+    )
+
+    recorded = journal_options(options)
+    restored = options_from_journal(json.loads(json.dumps(recorded)))
+
+    assert "secret-2" not in json.dumps(recorded)
+    assert restored.endpoints == (endpoint,)
+    assert restored.role_endpoints == {"researcher": "main"}
+    assert restored.prices == options.prices

@@ -171,10 +171,14 @@ def journal_options(options: RunOptions) -> dict[str, Any]:
     """
     data = asdict(options)
     data["roles"] = dict(options.roles)
-    # What came from a config file is read from the file again on resume,
-    # so that an API key written in it never reaches the journal.
-    for name in ("endpoints", "role_endpoints", "prices"):
-        del data[name]
+    # Endpoints are stored without their keys: a resume reads the config
+    # file again, or the variable each api_key_env names.
+    data["endpoints"] = [
+        {key: value for key, value in asdict(endpoint).items() if key != "api_key"}
+        for endpoint in options.endpoints
+    ]
+    data["role_endpoints"] = dict(options.role_endpoints)
+    data["prices"] = {model: asdict(price) for model, price in options.prices.items()}
     return data
 
 
@@ -182,6 +186,13 @@ def options_from_journal(recorded: Mapping[str, Any], **overrides: Any) -> RunOp
     """Rebuild RunOptions from what :func:`journal_options` stored; unknown keys are dropped."""
     known = {f.name for f in fields(RunOptions)}
     values = {key: value for key, value in recorded.items() if key in known}
+    # NOTE: an endpoint whose key was passed as a value, not through a
+    # variable or a config file, resumes without it.
+    values["endpoints"] = tuple(
+        EndpointConfig(**item, api_key=os.environ.get(item["api_key_env"] or "") or None)
+        for item in values.get("endpoints", ())
+    )
+    values["prices"] = {model: Price(**price) for model, price in values.get("prices", {}).items()}
     values.update(overrides)
     options = RunOptions(**values)
     if options.config_file is not None:
