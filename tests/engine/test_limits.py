@@ -144,19 +144,28 @@ async def test_unbounded_plans_stop_at_max_tasks() -> None:
 
 
 async def test_parallel_plans_share_the_task_limit() -> None:
-    """Three plans at depth 2 finish together; their tasks still fit the limit."""
+    """The root plan makes three sub-plans; each proposes six tasks, in parallel.
+
+    Root plan and answer (2), three sub-plans with their joins (6), then
+    3 x 6 subtasks: 26 tasks, so one or two sub-plans must fall back.
+    """
     top = json.dumps({"subtasks": [subtask(k, [], atomic=False) for k in range(1, 4)]})
     wide = json.dumps({"subtasks": [subtask(k, []) for k in range(1, 7)]})
+    plan_calls: list[int] = []
 
     def plan(request: ScriptedRequest) -> str:
-        return top if "Your task" not in request.last_user_text else wide
+        plan_calls.append(request.index)
+        return top if len(plan_calls) == 1 else wide
 
-    limited = options_for_limits(max_depth=3, max_tasks=20)
+    limited = options_for_limits(max_depth=2, max_tasks=20)
     async with plan_server(plan) as server, Runner(limited(server)) as runner:
         result = await runner.run("Collect the facts")
 
+    fallbacks = [note for note in result.notes if "limit of 20 tasks" in note]
     assert result.status == "succeeded"
+    assert len(plan_calls) == 4
     assert len(result.tasks) <= 20
+    assert 1 <= len(fallbacks) <= 2
 
 
 @pytest.mark.parametrize("request_text", ["", "   \n", "x" * (MAX_REQUEST_CHARS + 1)])

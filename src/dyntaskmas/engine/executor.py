@@ -170,6 +170,10 @@ class EngineConfig:
                 f"priority policy {self.priority!r} is unknown; use one of "
                 f"{', '.join(PRIORITY_POLICIES)}"
             )
+        # A planned run starts with 3: its plan task, the answer, and the one
+        # task kept in reserve for the plan.
+        if self.max_tasks is not None and self.max_tasks < 3:
+            raise ValueError(f"max_tasks must be >= 3 or None, got {self.max_tasks}")
         for name in ("work_max_tokens", "answer_max_tokens"):
             value = getattr(self, name)
             if value < 1:
