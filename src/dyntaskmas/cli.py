@@ -12,7 +12,9 @@
 
 Exit codes: 0 every request answered; 1 a run finished without an answer;
 2 bad options or input, an unreachable endpoint, a missing model file;
-130 interrupted. Errors are one line on stderr, never a traceback.
+130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM, which print the run id
+and the 'dyntaskmas resume' command first. Errors are one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from dyntaskmas import __version__
+from dyntaskmas.config import apply_config, load_config
 from dyntaskmas.context.relevance import DEFAULT_THETA
 from dyntaskmas.engine.result import RunResult
 from dyntaskmas.errors import (
@@ -39,9 +42,11 @@ from dyntaskmas.errors import (
     DynTaskMASError,
     EndpointUnavailableError,
     JournalError,
+    RunInterruptedError,
 )
 from dyntaskmas.format import format_result
 from dyntaskmas.graph.weights import WEIGHTINGS
+from dyntaskmas.interrupt import RunTracker
 from dyntaskmas.journal.codec import decode_event
 from dyntaskmas.journal.resume import load_resume_state
 from dyntaskmas.journal.store import (
@@ -52,8 +57,9 @@ from dyntaskmas.journal.store import (
     default_journal_dir,
     with_shown_status,
 )
+from dyntaskmas.limits import DEFAULT_MAX_TASKS, MAX_DEPTH_LIMIT, MAX_REQUEST_CHARS
 from dyntaskmas.llm.endpoint import STRUCTURED_OUTPUT_MODES
-from dyntaskmas.observe.accounting import format_accounting, load_prices
+from dyntaskmas.observe.accounting import format_accounting, load_prices, prices_from_mapping
 from dyntaskmas.observe.graph_export import PLAN_FORMATS
 from dyntaskmas.observe.progress import should_draw_progress
 from dyntaskmas.observe.run_view import build_run_view
@@ -73,9 +79,6 @@ EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-# Requests longer than this are almost certainly a file passed by mistake.
-MAX_REQUEST_CHARS = 20_000
 
 
 class InputError(ConfigError):
@@ -157,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=6,
         help=f"subtasks per decomposition, 2 to {MAX_SUBTASKS_LIMIT} (default: 6)",
+    )
+    run.add_argument(
+        "--max-tasks",
+        type=int,
+        default=DEFAULT_MAX_TASKS,
+        metavar="N",
+        help="tasks one run's graph may hold; a plan that would pass it runs as one task "
+        f"(default: {DEFAULT_MAX_TASKS})",
+    )
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with endpoints, roles, limits and prices (see docs/configuration.md); "
+        "options given here win over its limits",
     )
     run.add_argument(
         "--max-tokens",
@@ -320,6 +338,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     for flag, value, minimum in minimums:
         if value is not None and value < minimum:
             raise ConfigError(f"{flag} must be >= {minimum}, got {value}")
+    if args.max_depth > MAX_DEPTH_LIMIT:
+        raise ConfigError(f"--max-depth must be <= {MAX_DEPTH_LIMIT}, got {args.max_depth}")
     if args.max_subtasks > MAX_SUBTASKS_LIMIT:
         raise ConfigError(
             f"--max-subtasks must be <= {MAX_SUBTASKS_LIMIT}, got {args.max_subtasks}"
@@ -338,6 +358,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         concurrency=args.concurrency,
         max_depth=args.max_depth,
         max_subtasks=args.max_subtasks,
+        max_tasks=args.max_tasks,
         work_max_tokens=args.max_tokens,
         request_timeout_s=args.timeout,
         weighting=args.weighting,
@@ -352,14 +373,21 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 
 async def _run_command(args: argparse.Namespace) -> int:
+    tracker = RunTracker(journal_dir=args.journal_dir)
+    return await tracker.run_until_signal(_run_requests(args, tracker))
+
+
+async def _run_requests(args: argparse.Namespace, tracker: RunTracker) -> int:
     options = options_from_args(args)
+    if args.config is not None:
+        options = apply_config(options, load_config(args.config, known_roles=options.roles))
     if args.input is not None:
         requests = read_requests(args.input, args.limit)
     else:
         check_request(args.request)
         requests = [args.request]
 
-    observe = observe_options_from_args(args)
+    observe = with_config_prices(observe_options_from_args(args), options)
     if len(requests) > 1 and (observe.trace is not None or observe.report is not None):
         raise ConfigError(
             "--trace and --report write the file of one run; give one request, not --input"
@@ -367,6 +395,7 @@ async def _run_command(args: argparse.Namespace) -> int:
 
     status = EXIT_OK
     async with Runner(options) as runner:
+        tracker.runner = runner
         for index, request in enumerate(requests):
             with RunObserver(runner.engine.events, observe) as observer:
                 result = await runner.run(request)
@@ -419,6 +448,14 @@ def _add_serve_sim_parser(
         "--seed", type=int, default=0, help="seed of fault and output-length draws (default: 0)"
     )
     serve.add_argument("--model", default=None, help="model name to serve (default: sim-8b)")
+    serve.add_argument(
+        "--plan-fanout",
+        type=int,
+        default=4,
+        metavar="N",
+        help="subtasks of the plan sent for a request with a decomposition schema; 0 sends "
+        "filler text instead (default: 4)",
+    )
     serve.add_argument(
         "--max-context-tokens",
         type=int,
@@ -484,6 +521,8 @@ def sim_server_from_args(args: argparse.Namespace) -> SimulatedLLMServer:
         raise ConfigError(f"--slots must be >= 1, got {args.slots}")
     if not (math.isfinite(args.speedup) and args.speedup > 0):
         raise ConfigError(f"--speedup must be a number > 0, got {args.speedup}")
+    if args.plan_fanout < 0:
+        raise ConfigError(f"--plan-fanout must be >= 0, got {args.plan_fanout}")
     if args.max_context_tokens is not None and args.max_context_tokens < 1:
         raise ConfigError(f"--max-context-tokens must be >= 1, got {args.max_context_tokens}")
     rates = [
@@ -528,6 +567,7 @@ def sim_server_from_args(args: argparse.Namespace) -> SimulatedLLMServer:
         speedup=args.speedup,
         seed=args.seed,
         output_lengths=output_lengths,
+        plan_fanout=args.plan_fanout,
     )
 
 
@@ -761,6 +801,11 @@ def _runs_command(args: argparse.Namespace) -> int:
 
 
 async def _resume_command(args: argparse.Namespace) -> int:
+    tracker = RunTracker(journal_dir=args.journal_dir)
+    return await tracker.run_until_signal(_resume_run(args, tracker))
+
+
+async def _resume_run(args: argparse.Namespace, tracker: RunTracker) -> int:
     journal_dir = _journal_dir(args)
     with JournalStore(journal_dir, create=False) as store:
         row, state = load_resume_state(store, args.run_id)
@@ -768,11 +813,12 @@ async def _resume_command(args: argparse.Namespace) -> int:
     if args.base_url is not None:
         overrides["base_url"] = args.base_url
     options = options_from_journal(row.options, **overrides)
-    observe = observe_options_from_args(args)
+    observe = with_config_prices(observe_options_from_args(args), options)
     # The trace and report cover every session of the run, so they are drawn
     # from the journal once this one has ended, not from its events alone.
     live = dataclasses.replace(observe, trace=None, report=None)
     async with Runner(options) as runner:
+        tracker.runner = runner
         with RunObserver(runner.engine.events, live) as observer:
             result = await runner.resume(state)
     _write_journal_files(journal_dir, args.run_id, observe)
@@ -836,6 +882,14 @@ def observe_options_from_args(args: argparse.Namespace) -> ObserveOptions:
         prices=prices,
         otel_environ=os.environ,
     )
+
+
+def with_config_prices(observe: ObserveOptions, options: RunOptions) -> ObserveOptions:
+    """Use the config file's price table unless ``--prices`` gave one."""
+    if observe.prices is not None or not options.prices:
+        return observe
+    table = {model: dataclasses.asdict(price) for model, price in options.prices.items()}
+    return dataclasses.replace(observe, prices=prices_from_mapping(table))
 
 
 def _result_json(result: RunResult, observer: RunObserver) -> dict[str, object]:
@@ -929,6 +983,7 @@ def _add_plan_parser(
         limit=None,
         agents=1,
         concurrency=None,
+        max_tasks=DEFAULT_MAX_TASKS,
         max_tokens=256,
         weighting="normalized",
         theta=DEFAULT_THETA,
@@ -979,6 +1034,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # report the failed flush of stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except RunInterruptedError as exc:
+        print(f"dyntaskmas: {exc}", file=sys.stderr)
+        return exc.exit_status
     except (ConfigError, EndpointUnavailableError, JournalError) as exc:
         print(f"dyntaskmas: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,7 +14,8 @@ and what to do next; the offending ids and limits are kept as attributes.
     │   ├── DuplicateTaskError
     │   ├── EmptyDescriptionError
     │   ├── UnknownTaskError
-    │   └── ImmutableTaskError       a delta touches a running or finished task
+    │   ├── ImmutableTaskError       a delta touches a running or finished task
+    │   └── TooManyTasksError        a graph larger than the run's task limit
     ├── PlanError                    planner output could not be used
     │   └── InvalidPlanError         still invalid after the repair call
     ├── LLMError                     a call to a model endpoint failed
@@ -30,10 +31,11 @@ and what to do next; the offending ids and limits are kept as attributes.
     │   ├── VersionConflictError     a store's version moved after it was read
     │   ├── CommitFailedError        a store failed in commit; all stores rolled back
     │   └── ContextBudgetError       the prompt fills the window before any context
-    └── JournalError                 the run journal cannot be read, written or resumed
-        ├── JournalVersionError      the journal was written by a newer format version
-        ├── UnknownRunError          no run with this id in the journal
-        └── RunFinishedError         the run already succeeded; nothing to resume
+    ├── JournalError                 the run journal cannot be read, written or resumed
+    │   ├── JournalVersionError      the journal was written by a newer format version
+    │   ├── UnknownRunError          no run with this id in the journal
+    │   └── RunFinishedError         the run already succeeded; nothing to resume
+    └── RunInterruptedError          SIGINT or SIGTERM stopped a command
 """
 
 from __future__ import annotations
@@ -133,6 +135,18 @@ class ImmutableTaskError(GraphError):
         super().__init__(
             f"task {task_id!r} is {state} and can no longer be changed; "
             f"only pending or ready tasks can be cancelled or rewired"
+        )
+
+
+class TooManyTasksError(GraphError):
+    """A graph has more tasks than the run's limit allows."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        self.count = count
+        self.limit = limit
+        super().__init__(
+            f"the graph has {count} tasks, more than the limit of {limit}; "
+            f"split the work into several runs, or raise max_tasks"
         )
 
 
@@ -385,3 +399,15 @@ class RunFinishedError(JournalError):
             f"run {run_id!r} already {status}, so there is nothing to resume; "
             f"start a new run with 'dyntaskmas run'"
         )
+
+
+# --- interruption ----------------------------------------------------------------
+
+
+class RunInterruptedError(DynTaskMASError):
+    """A stop signal ended a command; ``exit_status`` is 128 plus the signal number."""
+
+    def __init__(self, signal_name: str, exit_status: int, hint: str) -> None:
+        self.signal_name = signal_name
+        self.exit_status = exit_status
+        super().__init__(f"interrupted by {signal_name}; {hint}")

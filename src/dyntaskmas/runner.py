@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
+from dyntaskmas.config import EndpointConfig, Price, apply_config, load_config
 from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.context.relevance import DEFAULT_THETA
-from dyntaskmas.engine.agent_pool import AgentPool, build_agents
+from dyntaskmas.engine.agent_pool import AgentPool, build_agents, build_role_agents
 from dyntaskmas.engine.executor import PLANNER_ROLE, Engine, EngineConfig
 from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.engine.result import RunResult
@@ -33,6 +34,7 @@ from dyntaskmas.graph.weights import WEIGHTINGS, Weighting
 from dyntaskmas.journal.recorder import JournalRecorder, new_run_id
 from dyntaskmas.journal.replay import ResumeState
 from dyntaskmas.journal.store import JournalStore, default_journal_dir
+from dyntaskmas.limits import DEFAULT_MAX_TASKS, MAX_DEPTH_LIMIT, MAX_TASKS_LIMIT
 from dyntaskmas.llm.embedded import EmbeddedServer
 from dyntaskmas.llm.endpoint import (
     MODEL_ENV_VAR,
@@ -41,9 +43,13 @@ from dyntaskmas.llm.endpoint import (
     StructuredOutputMode,
 )
 from dyntaskmas.llm.openai_backend import OpenAIChatModel
+from dyntaskmas.llm.retry import RetryPolicy
 from dyntaskmas.llm.types import ChatModel
 from dyntaskmas.planning.planner import PlanLimits, Planner
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
+
+if TYPE_CHECKING:
+    from dyntaskmas.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +87,14 @@ class RunOptions:
     concurrency: int | None = None
     max_depth: int = 2
     max_subtasks: int = 6
+    max_tasks: int = DEFAULT_MAX_TASKS
     work_max_tokens: int = 256
     answer_max_tokens: int = 384
     request_timeout_s: float = 120.0
+    # Retries of transient model-call failures: attempts per call, the
+    # first included, and the first backoff ceiling in seconds.
+    max_attempts: int = 6
+    retry_base_delay_s: float = 0.5
     weighting: Weighting = "normalized"
     local_servers: int = 2
     model_file: str | None = None
@@ -93,12 +104,23 @@ class RunOptions:
     roles: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     journal: bool = True
     journal_dir: str | None = None
+    # From a config file (see dyntaskmas.config); endpoints replace base_url.
+    config_file: str | None = None
+    endpoints: tuple[EndpointConfig, ...] = ()
+    role_endpoints: Mapping[str, str] = field(default_factory=dict)
+    prices: Mapping[str, Price] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
         if self.concurrency is not None:
             _at_least("concurrency", self.concurrency, 1)
         _at_least("max_depth", self.max_depth, 1)
+        if self.max_depth > MAX_DEPTH_LIMIT:
+            raise ConfigError(f"max_depth must be <= {MAX_DEPTH_LIMIT}, got {self.max_depth}")
+        if not 3 <= self.max_tasks <= MAX_TASKS_LIMIT:
+            raise ConfigError(
+                f"max_tasks must be between 3 and {MAX_TASKS_LIMIT}, got {self.max_tasks}"
+            )
         # The planner's own limits, checked here so that a bad value fails
         # before any embedded server is started.
         if not 2 <= self.max_subtasks <= MAX_SUBTASKS_LIMIT:
@@ -108,6 +130,12 @@ class RunOptions:
         _at_least("work_max_tokens", self.work_max_tokens, 1)
         _at_least("answer_max_tokens", self.answer_max_tokens, 1)
         _at_least("local_servers", self.local_servers, 1)
+        _at_least("max_attempts", self.max_attempts, 1)
+        if not 0 <= self.retry_base_delay_s <= 60:
+            raise ConfigError(
+                f"retry_base_delay_s must be between 0 and 60 seconds, "
+                f"got {self.retry_base_delay_s}"
+            )
         if self.request_timeout_s <= 0:
             raise ConfigError(f"request timeout must be > 0 seconds, got {self.request_timeout_s}")
         if self.model_file is not None and self.base_url is not None:
@@ -143,6 +171,14 @@ def journal_options(options: RunOptions) -> dict[str, Any]:
     """
     data = asdict(options)
     data["roles"] = dict(options.roles)
+    # Endpoints are stored without their keys: a resume reads the config
+    # file again, or the variable each api_key_env names.
+    data["endpoints"] = [
+        {key: value for key, value in asdict(endpoint).items() if key != "api_key"}
+        for endpoint in options.endpoints
+    ]
+    data["role_endpoints"] = dict(options.role_endpoints)
+    data["prices"] = {model: asdict(price) for model, price in options.prices.items()}
     return data
 
 
@@ -150,8 +186,19 @@ def options_from_journal(recorded: Mapping[str, Any], **overrides: Any) -> RunOp
     """Rebuild RunOptions from what :func:`journal_options` stored; unknown keys are dropped."""
     known = {f.name for f in fields(RunOptions)}
     values = {key: value for key, value in recorded.items() if key in known}
+    # NOTE: an endpoint whose key was passed as a value, not through a
+    # variable or a config file, resumes without it.
+    values["endpoints"] = tuple(
+        EndpointConfig(**item, api_key=os.environ.get(item["api_key_env"] or "") or None)
+        for item in values.get("endpoints", ())
+    )
+    values["prices"] = {model: Price(**price) for model, price in values.get("prices", {}).items()}
     values.update(overrides)
-    return RunOptions(**values)
+    options = RunOptions(**values)
+    if options.config_file is not None:
+        config = load_config(options.config_file, known_roles=options.roles)
+        options = apply_config(options, config)
+    return options
 
 
 def _at_least(name: str, value: int, minimum: int) -> None:
@@ -162,14 +209,20 @@ def _at_least(name: str, value: int, minimum: int) -> None:
 class Runner:
     """An engine bound to endpoints; use it as an async context manager."""
 
-    def __init__(self, options: RunOptions | None = None) -> None:
+    def __init__(
+        self, options: RunOptions | None = None, *, tools: ToolRegistry | None = None
+    ) -> None:
         self.options = options or RunOptions()
+        # The only tools work tasks may call; not journalled, so pass it again to resume.
+        self.tools = tools
         self.endpoints: list[Endpoint] = []
         self._models: list[OpenAIChatModel] = []
         self._stack = contextlib.AsyncExitStack()
         self._engine: Engine | None = None
         self._default_window = REMOTE_CONTEXT_WINDOW_TOKENS
         self.journal: JournalStore | None = None
+        #: The id of the run started last, so that an interrupted caller can name it.
+        self.current_run_id: str | None = None
 
     async def __aenter__(self) -> Runner:
         try:
@@ -188,6 +241,11 @@ class Runner:
         await self._stack.aclose()
 
     @property
+    def journalled(self) -> bool:
+        """Whether runs are recorded in the journal, so that they can be resumed."""
+        return self.options.journal
+
+    @property
     def engine(self) -> Engine:
         if self._engine is None:
             raise RuntimeError("the runner is not open; use it in 'async with'")
@@ -198,6 +256,7 @@ class Runner:
         if run_id is None and self.journal is not None:
             run_id = new_run_id()
             logger.info("run %s is journalled in %s", run_id, self.journal.path)
+        self.current_run_id = run_id
         return await self.engine.run(request, run_id=run_id)
 
     async def resume(self, state: ResumeState) -> RunResult:
@@ -206,6 +265,7 @@ class Runner:
         A run killed before its first graph was recorded starts again from
         its request, under the same id.
         """
+        self.current_run_id = state.run_id
         if not state.deltas:
             return await self.engine.run(state.request, run_id=state.run_id)
         return await self.engine.resume(state)
@@ -218,21 +278,32 @@ class Runner:
                 f"a model file is only used by the embedded server, but {BASE_URL_ENV_VAR} "
                 f"is set to {base_url}; unset it, or drop the model file"
             )
-        if base_url is None:
+        if options.endpoints:
+            self.endpoints = [await self._configured_endpoint(item) for item in options.endpoints]
+        elif base_url is None:
             self.endpoints = await self._start_embedded()
         else:
             self.endpoints = [await self._remote_endpoint(base_url)]
 
         models: dict[str, ChatModel] = {}
+        policy = RetryPolicy(
+            max_attempts=options.max_attempts, base_delay_s=options.retry_base_delay_s
+        )
         for endpoint in self.endpoints:
-            model = OpenAIChatModel(endpoint, timeout_s=options.request_timeout_s)
+            model = OpenAIChatModel(endpoint, policy=policy, timeout_s=options.request_timeout_s)
             self._stack.push_async_callback(model.aclose)
             self._models.append(model)
             models[endpoint.name] = model
 
         roles = dict(options.roles)
+        if options.role_endpoints:
+            agents = build_role_agents(
+                options.agents, [*roles, PLANNER_ROLE], options.role_endpoints, models
+            )
+        else:
+            agents = build_agents(options.agents, [*roles, PLANNER_ROLE], models)
         pool = AgentPool(
-            build_agents(options.agents, [*roles, PLANNER_ROLE], models),
+            agents,
             limits={endpoint.name: endpoint.limiter for endpoint in self.endpoints},
         )
         planner = Planner(
@@ -247,12 +318,15 @@ class Runner:
             answer_max_tokens=options.answer_max_tokens,
             weighting=options.weighting,
             context_window_tokens=window,
+            max_tasks=options.max_tasks,
         )
 
         def new_context(run_id: str) -> ContextManager:
             return ContextManager(run_id, theta=options.theta)
 
-        self._engine = Engine(pool, planner=planner, config=config, context=new_context)
+        self._engine = Engine(
+            pool, planner=planner, config=config, context=new_context, tools=self.tools
+        )
         if options.journal:
             journal_dir = (
                 Path(options.journal_dir) if options.journal_dir else default_journal_dir()
@@ -284,6 +358,26 @@ class Runner:
                 )
             )
         return endpoints
+
+    async def _configured_endpoint(self, item: EndpointConfig) -> Endpoint:
+        model = item.model
+        if model is None:
+            probe = Endpoint(item.base_url, model="unused", api_key=item.api_key)
+            served = await _served_models(probe)
+            if len(served) != 1:
+                raise ConfigError(
+                    f"endpoint {item.name!r} has no model in the config file and "
+                    f'{item.base_url} lists {len(served)} models; add model = "..."'
+                )
+            model = served[0]
+        return Endpoint(
+            item.base_url,
+            model=model,
+            api_key=item.api_key,
+            name=item.name,
+            concurrency=item.concurrency or self.options.concurrency or self.options.agents,
+            structured_output=item.structured_output,
+        )
 
     async def _remote_endpoint(self, base_url: str) -> Endpoint:
         options = self.options

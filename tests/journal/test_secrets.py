@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from dyntaskmas.config import apply_config, load_config
+from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.llm.scripted import ScriptedLLMServer
-from dyntaskmas.runner import Runner
+from dyntaskmas.runner import Runner, RunOptions
 
 from .workload import REQUEST, PlannedWorkload, options_for
 
@@ -33,3 +35,34 @@ async def test_planted_key_is_in_no_log_or_journal(
     assert all(PLANTED_KEY in header for header in sent)
     assert PLANTED_KEY not in caplog.text
     assert PLANTED_KEY.encode() not in journal_bytes
+
+
+async def test_key_from_config_file_is_in_no_log_or_journal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    journal_dir = tmp_path / "journal"
+    workload = PlannedWorkload(steps=("a", "b"))
+    async with ScriptedLLMServer(workload.handle) as server:
+        config_file = tmp_path / "run.toml"
+        config_file.write_text(
+            f'[[endpoint]]\nname = "main"\nbase_url = "{server.base_url}"\n'
+            f'model = "{server.model}"\napi_key = "{PLANTED_KEY}"\n[limits]\nagents = 2\n',
+            encoding="utf-8",
+        )
+        options = apply_config(
+            RunOptions(journal_dir=str(journal_dir)),
+            load_config(config_file, known_roles=DEFAULT_ROLES),
+        )
+        async with Runner(options) as runner:
+            result = await runner.run(REQUEST)
+        sent = [call.request.headers.get("authorization", "") for call in server.calls]
+
+    journal_bytes = b"".join(path.read_bytes() for path in journal_dir.iterdir() if path.is_file())
+    assert result.status == "succeeded"
+    assert sent
+    assert all(PLANTED_KEY in header for header in sent)
+    assert PLANTED_KEY not in caplog.text
+    assert PLANTED_KEY.encode() not in journal_bytes
+    # The journal names the file, so a resume reads the key from it again.
+    assert str(config_file).encode() in journal_bytes

@@ -145,6 +145,25 @@ def test_prices_give_costs(
     assert accounting["unpriced_models"] == []
 
 
+def test_config_prices_give_costs(
+    usage_server: UsageServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "dyntaskmas.toml"
+    model = usage_server.server.model
+    config.write_text(
+        f'[[endpoint]]\nname = "main"\nbase_url = "{usage_server.server.base_url}"\n'
+        f'model = "{model}"\n\n'
+        f'[prices."{model}"]\nprompt_per_million = 1.0\ncompletion_per_million = 4.0\n'
+    )
+    code, out, _ = run_main(["run", REQUEST, "--config", str(config), "--json"], capsys)
+
+    accounting = json.loads(out)["accounting"]
+    prompt = sum(p for p, _ in usage_server.usage)
+    completion = sum(c for _, c in usage_server.usage)
+    assert code == EXIT_OK
+    assert accounting["cost"] == pytest.approx((1.0 * prompt + 4.0 * completion) / 1e6)
+
+
 def test_text_output_shows_tokens(
     usage_server: UsageServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dyntaskmas.errors import ConfigError
 from dyntaskmas.llm.types import ChatModel
 
 
@@ -191,3 +192,41 @@ def build_agents(count: int, roles: Iterable[str], models: Mapping[str, ChatMode
             Agent(name=f"agent-{index + 1}", roles=role_set, model=model, endpoint=endpoint)
         )
     return agents
+
+
+def build_role_agents(
+    count: int,
+    roles: Iterable[str],
+    role_endpoints: Mapping[str, str],
+    models: Mapping[str, ChatModel],
+) -> list[Agent]:
+    """Build ``count`` agents, each serving the roles mapped to its endpoint.
+
+    Roles missing from ``role_endpoints`` go to the first endpoint of
+    ``models``. Agents go round-robin over the endpoints that serve a role,
+    so every role has an agent when ``count`` is at least their number.
+    """
+    if not models:
+        raise ValueError("at least one model endpoint is needed to build agents")
+    default = next(iter(models))
+    served: dict[str, set[str]] = {}
+    for role in roles:
+        endpoint = role_endpoints.get(role, default)
+        if endpoint not in models:
+            raise ValueError(f"role {role!r} is mapped to the unknown endpoint {endpoint!r}")
+        served.setdefault(endpoint, set()).add(role)
+    if count < len(served):
+        raise ConfigError(
+            f"{count} agents cannot serve the roles of {len(served)} endpoints, because each "
+            f"agent calls one endpoint; use at least {len(served)} agents"
+        )
+    endpoints = list(served)
+    return [
+        Agent(
+            name=f"agent-{index + 1}",
+            roles=frozenset(served[endpoints[index % len(endpoints)]]),
+            model=models[endpoints[index % len(endpoints)]],
+            endpoint=endpoints[index % len(endpoints)],
+        )
+        for index in range(count)
+    ]

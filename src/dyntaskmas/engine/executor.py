@@ -42,10 +42,11 @@ import itertools
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.manager import ContextManager
+from dyntaskmas.engine.admission import check_graph, check_request
 from dyntaskmas.engine.agent_pool import Agent, AgentPool
 from dyntaskmas.engine.prompts import (
     DEFAULT_ROLES,
@@ -75,11 +76,17 @@ from dyntaskmas.graph.priority import (
 )
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.graph.weights import TransferModel, Weighting
-from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
+from dyntaskmas.llm.types import (
+    ChatMessage,
+    ChatModel,
+    Completion,
+    ToolCallingModel,
+    ToolSpec,
+    Usage,
+)
 from dyntaskmas.observe.events import (
     ContextDelivered,
     EventBus,
-    GraphChanged,
     LLMCallFinished,
     LLMCallRetried,
     RunFinished,
@@ -89,10 +96,12 @@ from dyntaskmas.observe.events import (
     TaskFinished,
     TaskReady,
     TaskStarted,
+    graph_changed,
 )
 
 if TYPE_CHECKING:
     from dyntaskmas.journal.replay import ResumeState
+    from dyntaskmas.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +165,11 @@ class EngineConfig:
     # The model's context window in tokens; prompts built with a context
     # manager never exceed it.
     context_window_tokens: int = 8192
+    # Tasks one run's graph may hold; a plan that would pass it is not added.
+    # None sets no limit, for ready-made graphs of any size; Runner sets one.
+    max_tasks: int | None = None
+    # Rounds of tool calls a work task may make before it must answer.
+    max_tool_rounds: int = 4
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -167,6 +181,10 @@ class EngineConfig:
                 f"priority policy {self.priority!r} is unknown; use one of "
                 f"{', '.join(PRIORITY_POLICIES)}"
             )
+        # A planned run starts with 3: its plan task, the answer, and the one
+        # task kept in reserve for the plan.
+        if self.max_tasks is not None and self.max_tasks < 3:
+            raise ValueError(f"max_tasks must be >= 3 or None, got {self.max_tasks}")
         for name in ("work_max_tokens", "answer_max_tokens"):
             value = getattr(self, name)
             if value < 1:
@@ -210,6 +228,8 @@ class _RecordingModel:
         self._model = model
         self._now = now
         self._on_call = on_call
+        # Offers tools exactly when the wrapped model does.
+        self.supports_tools = _supports_tools(model)
 
     async def complete(
         self,
@@ -218,11 +238,21 @@ class _RecordingModel:
         max_tokens: int,
         temperature: float = 0.0,
         json_schema: Mapping[str, Any] | None = None,
+        tools: Sequence[ToolSpec] | None = None,
     ) -> Completion:
         started = self._now()
-        completion = await self._model.complete(
-            messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema
-        )
+        if tools is None:
+            completion = await self._model.complete(
+                messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema
+            )
+        else:
+            completion = await cast(ToolCallingModel, self._model).complete(
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                json_schema=json_schema,
+                tools=tools,
+            )
         self._on_call(_Call(completion, tuple(messages), started, self._now()))
         return completion
 
@@ -247,6 +277,10 @@ class _Run:
     # tasks of higher levels waiting for it.
     current_level: int = 0
     waiting_for_level: list[str] = field(default_factory=list)
+    # Tasks the graph holds or that accepted plans will add, plus one per
+    # unfinished plan task; 0 until the first plan finishes. Plans run in
+    # parallel, so each counts its tasks here before its delta is applied.
+    tasks_promised: int = 0
     # _natural_key of each id seen, so inputs and records sort without
     # re-parsing ids: a task's id is parsed once, not once per dependent.
     natural_keys: dict[str, tuple[tuple[int, int | str], ...]] = field(default_factory=dict)
@@ -272,8 +306,11 @@ class Engine:
         clock: Clock | None = None,
         context: Callable[[str], ContextManager] | None = None,
         events: EventBus | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.pool = pool
+        # Offered to the model of every work task whose backend supports tools.
+        self.tools = tools if tools else None
         self.planner = planner
         self.config = config or EngineConfig()
         self.clock = clock or MonotonicClock()
@@ -287,8 +324,7 @@ class Engine:
         ``run_id`` names the run in its events (default: ``run-N``, unique
         within this engine only).
         """
-        if not request.strip():
-            raise ValueError("the request is empty; pass the text of a task to run")
+        check_request(request)
         if self.planner is None:
             raise ValueError("Engine.run needs a planner; use run_graph for a fixed graph")
         plan = TaskSpec(
@@ -312,6 +348,8 @@ class Engine:
         self, specs: Iterable[TaskSpec], *, request: str = "", run_id: str | None = None
     ) -> RunResult:
         """Run a ready-made graph; the answer is the output of its last sink."""
+        specs = tuple(specs)
+        check_graph(specs, self.config.max_tasks)
         graph = TaskGraph(weighting=self.config.weighting, transfer=self.config.transfer)
         run = _Run(
             run_id=run_id if run_id is not None else f"run-{next(self._runs)}",
@@ -558,16 +596,7 @@ class Engine:
 
     def _apply_delta(self, run: _Run, delta: GraphDelta, *, now: float) -> None:
         result = run.graph.apply(delta, now=now)
-        self.events.emit(
-            GraphChanged(
-                run.run_id,
-                now,
-                delta.add,
-                (*((d, s.id) for s in delta.add for d in s.depends_on), *delta.add_edges),
-                result.cancelled,
-                delta.reason,
-            )
-        )
+        self.events.emit(graph_changed(run.run_id, now, delta, result))
         self._emit_cancelled(run, result.cancelled, now=now)
         self._recompute_policy_state(run)
         self._drop(run, result.unready)
@@ -692,9 +721,24 @@ class Engine:
             )
 
         model = self._recording(run, spec.id, agent)
-        completion = await model.complete(
-            messages, max_tokens=max_tokens, temperature=self.config.temperature
-        )
+        if self.tools is not None and not synthesis and _supports_tools(model):
+            # Imported here: jsonschema, which the tools need, takes 0.1 s to import.
+            from dyntaskmas.tools.loop import complete_with_tools
+
+            looped = await complete_with_tools(
+                model,
+                messages,
+                self.tools,
+                max_tokens=max_tokens,
+                temperature=self.config.temperature,
+                max_rounds=self.config.max_tool_rounds,
+            )
+            completion, completions = looped.final, looped.completions
+        else:
+            completion = await model.complete(
+                messages, max_tokens=max_tokens, temperature=self.config.temperature
+            )
+            completions = (completion,)
         await self._publish(run, spec, completion.text)
         return _Outcome(
             spec.id,
@@ -702,7 +746,7 @@ class Engine:
             started,
             self.clock.now(),
             output=completion.text,
-            completions=(completion,),
+            completions=completions,
         )
 
     async def _plan(self, run: _Run, spec: TaskSpec, agent: Agent, started: float) -> _Outcome:
@@ -746,6 +790,7 @@ class Engine:
                 )
             ]
         delta = self._wire(new_specs, target=target, inherit=inherit, plan_id=spec.id)
+        delta = self._within_task_limit(run, spec, delta, notes)
         return _Outcome(
             spec.id,
             agent,
@@ -755,6 +800,46 @@ class Engine:
             delta=delta,
             completions=completions,
             notes=tuple(notes),
+        )
+
+    def _within_task_limit(
+        self, run: _Run, spec: TaskSpec, delta: GraphDelta, notes: list[str]
+    ) -> GraphDelta:
+        """Return ``delta``, or one undecomposed task when it would pass ``max_tasks``.
+
+        Each unfinished plan task keeps room for the one task that runs its
+        work undecomposed, so that fallback always fits and the graph never
+        holds more than ``max_tasks`` tasks.
+        """
+        graph = run.graph
+        if run.tasks_promised == 0:
+            plans = [t for t in graph if t.spec.kind == "plan" and t.state != "done"]
+            run.tasks_promised = len(graph) + len(plans)
+        # This plan's own reserved task is released; its new plans reserve one each.
+        cost = len(delta.add) + sum(1 for s in delta.add if s.kind == "plan") - 1
+        limit = self.config.max_tasks
+        # No await between the check and the count, so parallel plans cannot
+        # both take the same room.
+        if limit is None or run.tasks_promised + cost <= limit:
+            run.tasks_promised += cost
+            return delta
+        name = str(spec.meta.get("name", spec.id))
+        notes.append(
+            f"planning {name!r} proposed {len(delta.add)} tasks, which would pass the run's "
+            f"limit of {limit} tasks; it ran as a single task instead"
+        )
+        single = TaskSpec(
+            id=f"{name}.1",
+            description=spec.description,
+            role=self._first_role(),
+            depth=spec.depth + 1,
+            parent=name,
+        )
+        return self._wire(
+            [single],
+            target=str(spec.meta.get("target", spec.id)),
+            inherit=tuple(spec.meta.get("inherit", ())),
+            plan_id=spec.id,
         )
 
     def _wire(
@@ -882,6 +967,12 @@ class Engine:
             notes=tuple(notes),
             context=asdict(run.context.stats) if run.context is not None else None,
         )
+
+
+def _supports_tools(model: ChatModel) -> TypeGuard[ToolCallingModel]:
+    # NOTE: a backend without tool support (the simulator, test fakes) runs
+    # work tasks without the registered tools rather than failing them.
+    return getattr(model, "supports_tools", False) is True
 
 
 def _natural_key(task_id: str) -> tuple[tuple[int, int | str], ...]:

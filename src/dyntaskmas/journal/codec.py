@@ -111,6 +111,8 @@ def encode_event(event: Event) -> dict[str, Any]:
             "edges_added": [list(edge) for edge in event.edges_added],
             "cancelled": list(event.cancelled),
             "reason": event.reason,
+            "edges_removed": [list(edge) for edge in event.edges_removed],
+            "cancel_requested": list(event.cancel_requested),
         }
     payload = asdict(event)
     del payload["run_id"], payload["at_s"]
@@ -127,6 +129,9 @@ def decode_event(kind: str, run_id: str, at_s: float, payload: Mapping[str, Any]
             tuple((edge[0], edge[1]) for edge in payload["edges_added"]),
             tuple(payload["cancelled"]),
             payload["reason"],
+            # Journals written before these keys existed have neither.
+            edges_removed=tuple((edge[0], edge[1]) for edge in payload.get("edges_removed", [])),
+            cancel_requested=tuple(payload.get("cancel_requested", [])),
         )
     cls = EVENT_TYPES.get(kind)
     if cls is None:

@@ -110,7 +110,10 @@ def _delta_of(event: GraphChanged) -> GraphDelta:
     """
     implied = {(dependency, spec.id) for spec in event.added for dependency in spec.depends_on}
     extra: tuple[Edge, ...] = tuple(edge for edge in event.edges_added if edge not in implied)
-    # NOTE: GraphChanged carries no removed edges and names cancelled tasks
-    # only with their cascade, so a delta that removes edges or cancels work
-    # would replay without those parts. No engine path makes such deltas yet.
-    return GraphDelta(add=event.added, add_edges=extra, reason=event.reason)
+    return GraphDelta(
+        add=event.added,
+        add_edges=extra,
+        remove_edges=event.edges_removed,
+        cancel=event.cancel_requested,
+        reason=event.reason,
+    )

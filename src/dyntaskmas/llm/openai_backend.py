@@ -42,7 +42,7 @@ from dyntaskmas.errors import (
 )
 from dyntaskmas.llm.endpoint import Endpoint
 from dyntaskmas.llm.retry import RetryPolicy, retry_after_from_headers
-from dyntaskmas.llm.types import ChatMessage, Completion, Usage
+from dyntaskmas.llm.types import ChatMessage, Completion, ToolCall, ToolSpec, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ _SCHEMA_NAME_INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_-]+")
 
 
 class OpenAIChatModel:
-    """A :class:`~dyntaskmas.llm.types.ChatModel` that calls one :class:`Endpoint`.
+    """A :class:`~dyntaskmas.llm.types.ToolCallingModel` that calls one :class:`Endpoint`.
 
     Several models may share one endpoint; they then share its concurrency
     limit and backoff gate. ``timeout_s`` bounds each HTTP attempt, not the
@@ -66,6 +66,8 @@ class OpenAIChatModel:
 
     Close it with :meth:`aclose`, or use it as an async context manager.
     """
+
+    supports_tools = True
 
     def __init__(
         self,
@@ -108,9 +110,12 @@ class OpenAIChatModel:
         max_tokens: int,
         temperature: float = 0.0,
         json_schema: Mapping[str, Any] | None = None,
+        tools: Sequence[ToolSpec] | None = None,
     ) -> Completion:
         """Send one chat completion request, retrying transient failures.
 
+        ``tools`` are offered in OpenAI's ``tools`` form; the tool calls the
+        model makes come back in ``Completion.tool_calls``, unchecked.
         Raises :class:`LLMRequestError`, :class:`LLMResponseError`,
         :class:`TransientLLMError` or :class:`EndpointUnavailableError`.
         """
@@ -119,6 +124,8 @@ class OpenAIChatModel:
         extra_body = None
         if json_schema is not None and endpoint.structured_output != "none":
             extra_body = _response_format_body(json_schema, endpoint)
+        if tools:
+            extra_body = {**(extra_body or {}), "tools": [_tool_param(tool) for tool in tools]}
         attempts = 0
         previous_delay_s: float | None = None
 
@@ -301,7 +308,37 @@ def _request_url(exc: Exception, *, default: str) -> str:
     return str(url) if url is not None else default
 
 
+def _tool_param(tool: ToolSpec) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": dict(tool.parameters),
+        },
+    }
+
+
 def _message_param(message: ChatMessage) -> ChatCompletionMessageParam:
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "content": message.content,
+            "tool_call_id": message.tool_call_id or "",
+        }
+    if message.role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in message.tool_calls
+            ],
+        }
     if message.role == "system":
         return {"role": "system", "content": message.content}
     if message.role == "assistant":
@@ -354,6 +391,9 @@ def _completion_from_response(
     message = getattr(choice, "message", None)
     content = getattr(message, "content", None)
     finish_reason = getattr(choice, "finish_reason", None)
+    tool_calls = _tool_calls(message)
+    if content is None and tool_calls:
+        content = ""
     if not isinstance(content, str):
         refusal = getattr(message, "refusal", None)
         detail = f"; refusal: {refusal}" if refusal else ""
@@ -374,7 +414,29 @@ def _completion_from_response(
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         latency_s=latency_s,
         attempts=attempts,
+        tool_calls=tool_calls,
     )
+
+
+def _tool_calls(message: object) -> tuple[ToolCall, ...]:
+    """Return the message's function tool calls; fields of the wrong type become ""."""
+    calls = getattr(message, "tool_calls", None)
+    if not isinstance(calls, list):
+        return ()
+    found = []
+    for index, call in enumerate(calls):
+        function = getattr(call, "function", None)
+        call_id = getattr(call, "id", None)
+        name = getattr(function, "name", None)
+        arguments = getattr(function, "arguments", None)
+        found.append(
+            ToolCall(
+                id=call_id if isinstance(call_id, str) and call_id else f"call-{index}",
+                name=name if isinstance(name, str) else "",
+                arguments=arguments if isinstance(arguments, str) else "",
+            )
+        )
+    return tuple(found)
 
 
 def _token_count(value: object) -> int:

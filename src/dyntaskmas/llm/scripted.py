@@ -90,6 +90,20 @@ class ScriptedRequest:
         return self.body.get("stream") is True
 
     @property
+    def tool_names(self) -> list[str]:
+        """The names of the function tools the request offers."""
+        tools = self.body.get("tools")
+        if not isinstance(tools, list):
+            return []
+        names = []
+        for tool in tools:
+            function = tool.get("function") if isinstance(tool, Mapping) else None
+            name = function.get("name") if isinstance(function, Mapping) else None
+            if isinstance(name, str):
+                names.append(name)
+        return names
+
+    @property
     def inputs(self) -> list[str]:
         """The texts of an embeddings request: its ``input``, as a list."""
         value = self.body.get("input")
@@ -131,6 +145,10 @@ class ScriptedReply:
     finish_reason: str = "stop"
     #: Sent verbatim instead of the JSON body, to simulate a broken server.
     raw_body: str | None = None
+    #: Tool calls of the reply as ``(id, name, arguments JSON text)``; with
+    #: any, the finish reason is ``tool_calls`` and an empty ``text`` is sent
+    #: as null content. Streamed replies do not carry them.
+    tool_calls: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.delay_s) or self.delay_s < 0:
@@ -395,8 +413,8 @@ class ScriptedLLMServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": reply.text},
-                    "finish_reason": reply.finish_reason,
+                    "message": _message_body(reply),
+                    "finish_reason": "tool_calls" if reply.tool_calls else reply.finish_reason,
                     "logprobs": None,
                 }
             ],
@@ -464,6 +482,19 @@ def reply_sequence(*replies: ReplyLike) -> Handler:
         return replies[min(position, len(replies) - 1)]
 
     return handler
+
+
+def _message_body(reply: ScriptedReply) -> dict[str, Any]:
+    if not reply.tool_calls:
+        return {"role": "assistant", "content": reply.text}
+    return {
+        "role": "assistant",
+        "content": reply.text or None,
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for call_id, name, arguments in reply.tool_calls
+        ],
+    }
 
 
 def _usage_body(request: ScriptedRequest, reply: ScriptedReply) -> dict[str, int]:

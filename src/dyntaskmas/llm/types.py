@@ -11,13 +11,42 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call a model requested: untrusted until the tool registry checks it.
+
+    ``arguments`` is the raw JSON text the model wrote, which may be invalid.
+    """
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as a model is told about it: name, description, JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class ChatMessage:
+    """One chat message.
+
+    An assistant message may carry the ``tool_calls`` it made; a ``tool``
+    message answers the call named by ``tool_call_id``.
+    """
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,8 @@ class Completion:
     finish_reason: str | None
     latency_s: float
     attempts: int = 1
+    #: Tool calls the model requested instead of, or besides, its text.
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ChatModel(Protocol):
@@ -65,4 +96,26 @@ class ChatModel(Protocol):
         its output to that schema where the server supports it; callers still
         validate the text, because not every server enforces every keyword.
         """
+        ...
+
+
+class ToolCallingModel(ChatModel, Protocol):
+    """A chat model that can also offer tools to the model.
+
+    Backends that implement it set ``supports_tools = True``; the engine
+    offers tools only to those.
+    """
+
+    supports_tools: bool
+
+    async def complete(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        json_schema: Mapping[str, Any] | None = None,
+        tools: Sequence[ToolSpec] | None = None,
+    ) -> Completion:
+        """Return one completion; with ``tools``, its ``tool_calls`` may be set."""
         ...

@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from dyntaskmas.graph.delta import Edge
+from dyntaskmas.graph.delta import DeltaResult, Edge, GraphDelta
 from dyntaskmas.graph.task import TaskSpec
 
 
@@ -42,12 +42,34 @@ class RunStarted(Event):
 
 @dataclass(frozen=True)
 class GraphChanged(Event):
-    """Tasks and edges added, and tasks cancelled, by one atomic delta."""
+    """Tasks and edges added, edges removed and tasks cancelled by one atomic delta.
+
+    ``cancelled`` lists every task cancelled, the cascade included;
+    ``cancel_requested`` lists only those the delta named, which is what a
+    replay applies again.
+    """
 
     added: tuple[TaskSpec, ...]
     edges_added: tuple[Edge, ...]
     cancelled: tuple[str, ...]
     reason: str
+    edges_removed: tuple[Edge, ...] = ()
+    cancel_requested: tuple[str, ...] = ()
+
+
+def graph_changed(run_id: str, at_s: float, delta: GraphDelta, result: DeltaResult) -> GraphChanged:
+    """Return the event of ``delta``, applied with ``result``: every part a replay needs."""
+    implied = tuple((dependency, spec.id) for spec in delta.add for dependency in spec.depends_on)
+    return GraphChanged(
+        run_id,
+        at_s,
+        delta.add,
+        (*implied, *delta.add_edges),
+        result.cancelled,
+        delta.reason,
+        edges_removed=delta.remove_edges,
+        cancel_requested=delta.cancel,
+    )
 
 
 @dataclass(frozen=True)

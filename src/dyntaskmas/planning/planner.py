@@ -21,6 +21,7 @@ from typing import Any
 
 from dyntaskmas.errors import ConfigError, InvalidPlanError
 from dyntaskmas.graph.task import TaskKind, TaskSpec
+from dyntaskmas.limits import MAX_DEPTH_LIMIT
 from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion
 from dyntaskmas.planning.prompts import (
     copied_example_names,
@@ -96,6 +97,11 @@ class PlanLimits:
             raise ConfigError(
                 f"PlanLimits.max_depth must be at least 1, got {self.max_depth}; "
                 f"to turn planning off, run the request as a single task"
+            )
+        if self.max_depth > MAX_DEPTH_LIMIT:
+            raise ConfigError(
+                f"PlanLimits.max_depth must be at most {MAX_DEPTH_LIMIT}, got {self.max_depth}; "
+                f"each level can multiply the number of tasks by max_subtasks"
             )
         if self.max_tokens < 64:
             raise ConfigError(

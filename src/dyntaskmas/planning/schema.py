@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
+from dyntaskmas.limits import MAX_SUBTASKS_PER_PLAN
+
 CostSize = Literal["small", "medium", "large"]
 OutputSize = Literal["short", "medium", "long"]
 
@@ -62,9 +64,8 @@ DEFAULT_DESCRIPTION_VERBS: Final = (
 #: inside one decomposition, so a long one is a runaway generation, not a name.
 MAX_LABEL_CHARS: Final = 24
 
-#: Upper bound on ``max_subtasks``: the label enum and the prompt grow with it,
-#: and a single decomposition wider than this is better split over levels.
-MAX_SUBTASKS_LIMIT: Final = 50
+#: Upper bound on ``max_subtasks``; see :mod:`dyntaskmas.limits`.
+MAX_SUBTASKS_LIMIT: Final = MAX_SUBTASKS_PER_PLAN
 
 #: Keys every subtask object must have, in the order the grammar emits them.
 #: ``id`` and ``description`` come first so the model names the work before it

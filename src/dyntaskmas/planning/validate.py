@@ -29,6 +29,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dyntaskmas.limits import MAX_PLAN_OUTPUT_CHARS, MAX_PLAN_PROBLEMS
 from dyntaskmas.planning.schema import (
     COST_SIZES,
     DEFAULT_COST_S,
@@ -233,7 +234,12 @@ def _result(
     decomposition: Decomposition | None, fixes: list[str], problems: list[str]
 ) -> ParseResult:
     # Two copies of one subtask yield the same finding twice, so report each once.
-    return ParseResult(decomposition, tuple(dict.fromkeys(fixes)), tuple(dict.fromkeys(problems)))
+    unique = list(dict.fromkeys(problems))
+    # Thousands of broken subtasks would make a repair prompt longer than any window.
+    if len(unique) > MAX_PLAN_PROBLEMS:
+        more = len(unique) - MAX_PLAN_PROBLEMS
+        unique = [*unique[:MAX_PLAN_PROBLEMS], f"and {more} more problems of the same kinds"]
+    return ParseResult(decomposition, tuple(dict.fromkeys(fixes)), tuple(unique))
 
 
 # --- text to JSON -------------------------------------------------------------
@@ -244,6 +250,12 @@ def _load_items(text: str, fixes: list[str], problems: list[str]) -> list[Any] |
     stripped = text.strip()
     if not stripped:
         problems.append("the output is empty; reply with a JSON object that has a 'subtasks' list")
+        return None
+    if len(stripped) > MAX_PLAN_OUTPUT_CHARS:
+        problems.append(
+            f"the output has {len(stripped)} characters, more than the limit of "
+            f"{MAX_PLAN_OUTPUT_CHARS}; write fewer subtasks with shorter descriptions"
+        )
         return None
 
     fence = _FENCE_PATTERN.match(stripped)

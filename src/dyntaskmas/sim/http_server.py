@@ -16,6 +16,13 @@ unchanged. Routes:
 - ``GET /v1/sim/stats``: utilisation, tokens per second, request and fault
   counts; ``POST /v1/sim/reset`` starts a new measured window.
 
+A chat request whose response format carries a decomposition schema gets a
+valid plan of ``plan_fanout`` subtasks (:mod:`dyntaskmas.sim.plans`) instead
+of filler text, so planned runs against the simulator build real graphs.
+:attr:`SimulatedLLMServer.completed` counts the chat requests that got a
+whole, fault-free response, by their messages, so a test can check that no
+request was answered twice.
+
 Faults (:mod:`dyntaskmas.sim.faults`) hit chat and embedding requests:
 
 - ``rate_limited``: a 429 at once, with ``Retry-After`` in whole seconds
@@ -39,6 +46,7 @@ import math
 import random
 import struct
 import time
+from collections import Counter
 from collections.abc import Coroutine, Mapping
 from dataclasses import asdict
 from types import TracebackType
@@ -57,6 +65,7 @@ from dyntaskmas.sim.content import (
     hashed_embedding,
 )
 from dyntaskmas.sim.faults import Fault, FaultConfig, FaultInjector
+from dyntaskmas.sim.plans import DEFAULT_PLAN_FANOUT, plan_for_schema, request_schema
 from dyntaskmas.sim.server import SimulatedServer
 from dyntaskmas.sim.server_model import ContextLengthError, ServerConfig, output_budget
 from dyntaskmas.sim.workload_sizes import TokenLengths
@@ -92,6 +101,7 @@ class SimulatedLLMServer:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         embedding_dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS,
         backlog: int = DEFAULT_BACKLOG,
+        plan_fanout: int = DEFAULT_PLAN_FANOUT,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {port}")
@@ -114,6 +124,12 @@ class SimulatedLLMServer:
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._received = 0
         self._next_completion_id = 0
+        # 0 answers plan requests with filler text, as any other request.
+        if plan_fanout < 0:
+            raise ValueError(f"plan_fanout must be >= 0, got {plan_fanout}")
+        self._plan_fanout = plan_fanout
+        #: Fault-free chat responses sent whole, by the request's message texts.
+        self.completed: Counter[str] = Counter()
 
     @property
     def port(self) -> int:
@@ -266,6 +282,17 @@ class SimulatedLLMServer:
         completion_id = f"chatcmpl-sim-{self._next_completion_id}"
         self._next_completion_id += 1
         text = filler_text(output_tokens, offset=self._next_completion_id)
+        schema = request_schema(body)
+        plan = (
+            plan_for_schema(schema, fanout=self._plan_fanout)
+            if schema and self._plan_fanout
+            else None
+        )
+        if plan is not None:
+            # The plan replaces the filler; its length sets the simulated decode time.
+            text = plan
+            output_tokens = estimate_tokens(plan)
+            finish_reason = "stop"
         pending = self.simulator.submit(prompt_tokens, output_tokens)
         common = {
             "id": completion_id,
@@ -280,11 +307,16 @@ class SimulatedLLMServer:
 
         if stream:
             chunk = _Chunks(common, text, finish_reason, usage if include_usage else None)
-            return await self._stream(
+            response = await self._stream(
                 http_request, pending.first_token, pending.finished, chunk, fault
             )
+            if fault is None or fault == "slow":
+                self._count_completed(http_request, contents)
+            return response
 
         await pending.finished
+        if fault is None or fault == "slow":
+            self._count_completed(http_request, contents)
         completion = {
             **common,
             "object": "chat.completion",
@@ -350,6 +382,14 @@ class SimulatedLLMServer:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
         return await _send_json(http_request, response, fault)
+
+    def _count_completed(self, http_request: web.Request, contents: list[str]) -> None:
+        # A client that timed out during a slow fault has closed the connection,
+        # and the response it never reads is not counted.
+        transport = http_request.transport
+        if transport is None or transport.is_closing():
+            return
+        self.completed["\n".join(contents)] += 1
 
     # --- faults and responses --------------------------------------------------------
 
