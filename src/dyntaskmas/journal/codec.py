@@ -16,8 +16,10 @@ from typing import Any
 
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.observe.events import (
+    AllocatorDecision,
     Event,
     GraphChanged,
+    MonitorSample,
     RunFinished,
     RunStarted,
     TaskFailed,
@@ -36,6 +38,8 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     TaskFinished,
     TaskFailed,
     RunFinished,
+    MonitorSample,
+    AllocatorDecision,
 )
 EVENT_TYPES: Mapping[str, type[Event]] = {cls.__name__: cls for cls in _EVENT_CLASSES}
 
