@@ -18,10 +18,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import openai
 
+from dyntaskmas.adapt.allocator import Allocator
+from dyntaskmas.adapt.calibration import CostCalibrator
+from dyntaskmas.adapt.controller import ControllerConfig
+from dyntaskmas.adapt.monitor import Monitor
+from dyntaskmas.clock import MonotonicClock
 from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.context.relevance import DEFAULT_THETA
 from dyntaskmas.engine.agent_pool import AgentPool, build_agents
@@ -60,7 +65,10 @@ class RunOptions:
     embedded model is used. ``api_key_env`` names the environment variable
     that contains the API key (keys are never passed as values, so they stay out
     of shell history and process lists). ``concurrency`` limits requests in
-    flight per endpoint and defaults to the number of agents.
+    flight per endpoint: ``"auto"`` (the default) lets the allocator adapt
+    each limit while the run goes on, starting from the number of agents;
+    a number fixes it. An embedded server serves one request at a time, so
+    its limit is 1 either way.
     ``local_servers`` is how many embedded server processes to start; each
     serves one request at a time, so two give real parallelism on two cores.
     ``model_file`` replaces the embedded SmolLM2 weights with another GGUF file.
@@ -78,7 +86,7 @@ class RunOptions:
     model: str | None = None
     api_key_env: str | None = None
     agents: int = 4
-    concurrency: int | None = None
+    concurrency: int | Literal["auto"] = "auto"
     max_depth: int = 2
     max_subtasks: int = 6
     work_max_tokens: int = 256
@@ -96,7 +104,11 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
-        if self.concurrency is not None:
+        if self.concurrency != "auto":
+            if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+                raise ConfigError(
+                    f"concurrency must be 'auto' or an integer >= 1, got {self.concurrency!r}"
+                )
             _at_least("concurrency", self.concurrency, 1)
         _at_least("max_depth", self.max_depth, 1)
         # The planner's own limits, checked here so that a bad value fails
@@ -168,6 +180,7 @@ class Runner:
         self._models: list[OpenAIChatModel] = []
         self._stack = contextlib.AsyncExitStack()
         self._engine: Engine | None = None
+        self._allocator: Allocator | None = None
         self._default_window = REMOTE_CONTEXT_WINDOW_TOKENS
         self.journal: JournalStore | None = None
 
@@ -198,7 +211,8 @@ class Runner:
         if run_id is None and self.journal is not None:
             run_id = new_run_id()
             logger.info("run %s is journalled in %s", run_id, self.journal.path)
-        return await self.engine.run(request, run_id=run_id)
+        async with self._adapting():
+            return await self.engine.run(request, run_id=run_id)
 
     async def resume(self, state: ResumeState) -> RunResult:
         """Continue a journalled run from the state loaded from the journal.
@@ -206,9 +220,20 @@ class Runner:
         A run killed before its first graph was recorded starts again from
         its request, under the same id.
         """
-        if not state.deltas:
-            return await self.engine.run(state.request, run_id=state.run_id)
-        return await self.engine.resume(state)
+        async with self._adapting():
+            if not state.deltas:
+                return await self.engine.run(state.request, run_id=state.run_id)
+            return await self.engine.resume(state)
+
+    @property
+    def allocator(self) -> Allocator:
+        """The allocator that adapts (or, with a fixed concurrency, only monitors) each limit."""
+        if self._allocator is None:
+            raise RuntimeError("the runner is not open; use it in 'async with'")
+        return self._allocator
+
+    def _adapting(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.allocator.running()
 
     async def _open(self) -> None:
         options = self.options
@@ -252,7 +277,11 @@ class Runner:
         def new_context(run_id: str) -> ContextManager:
             return ContextManager(run_id, theta=options.theta)
 
-        self._engine = Engine(pool, planner=planner, config=config, context=new_context)
+        calibrator = CostCalibrator()
+        self._engine = Engine(
+            pool, planner=planner, config=config, context=new_context, calibrator=calibrator
+        )
+        self._allocator = self._adaptive_manager(pool, calibrator, self._engine)
         if options.journal:
             journal_dir = (
                 Path(options.journal_dir) if options.journal_dir else default_journal_dir()
@@ -262,6 +291,35 @@ class Runner:
             JournalRecorder(self.journal, options=journal_options(options)).attach(
                 self._engine.events
             )
+
+    def _adaptive_manager(
+        self, pool: AgentPool, calibrator: CostCalibrator, engine: Engine
+    ) -> Allocator:
+        """Wire the monitor, the calibrator and the allocator to the endpoints and events."""
+        clock = MonotonicClock()
+        monitor = Monitor(clock, pool=pool)
+        controlled = []
+        for endpoint in self.endpoints:
+            monitor.watch(endpoint)
+            calibrator.watch(endpoint)
+            # More requests in flight than agents cannot happen, and an
+            # embedded server stays at its one request.
+            most = (
+                endpoint.limiter.limit
+                if endpoint.name.startswith("embedded-")
+                else max(endpoint.limiter.limit, self.options.agents)
+            )
+            controlled.append((endpoint, ControllerConfig(max_limit=most)))
+        monitor.attach(engine.events)
+        calibrator.attach(engine.events)
+        return Allocator(
+            monitor,
+            controlled,
+            clock=clock,
+            events=engine.events,
+            pool=pool,
+            adjust=self.options.concurrency == "auto",
+        )
 
     async def _start_embedded(self) -> list[Endpoint]:
         options = self.options
@@ -306,7 +364,7 @@ class Runner:
             base_url,
             model=model,
             api_key=api_key,
-            concurrency=options.concurrency or options.agents,
+            concurrency=options.agents if options.concurrency == "auto" else options.concurrency,
             structured_output=options.structured_output,
         )
 

@@ -28,6 +28,7 @@ follows its ready tasks without a per-role count to adjust.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -167,13 +168,19 @@ class Allocator:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Run the control loop for the duration of the ``async with`` block."""
-        async with asyncio.TaskGroup() as group:
-            loop = group.create_task(self.run())
-            try:
-                yield
-            finally:
-                loop.cancel()
+        """Run the control loop for the duration of the ``async with`` block.
+
+        The loop task is owned by the block: it is cancelled and awaited on
+        exit, and the block's own exception propagates unwrapped (a task
+        group would wrap it in an ``ExceptionGroup``).
+        """
+        loop = asyncio.get_running_loop().create_task(self.run())
+        try:
+            yield
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
 
     # --- internals --------------------------------------------------------------
 
