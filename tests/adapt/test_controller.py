@@ -151,7 +151,7 @@ def test_probe_lowers_inflated_baseline() -> None:
     assert decision.state.trusted
     assert decision.limit == 15
     assert decision.state.slow_start
-    assert decision.state.ceiling == 27
+    assert decision.state.ceiling == 28
 
 
 def test_probe_confirming_baseline_restores_limit() -> None:
@@ -202,3 +202,18 @@ def test_initial_state_clamps_limit() -> None:
 def test_invalid_config_rejected(options: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ControllerConfig(**options)  # type: ignore[arg-type]
+
+
+def test_growth_slows_near_last_inflation() -> None:
+    """After latency inflated at 24, the step back to 24 waits plateau_every intervals."""
+    state = decide(CONFIG, replace(STEADY, limit=24), Observation(20, 0.02)).state
+    assert (state.limit, state.inflated_at) == (22, 24)
+
+    limits = []
+    for _ in range(2 + CONFIG.plateau_every):
+        state = decide(CONFIG, state, CLEAN).state
+        limits.append(state.limit)
+
+    assert limits[:2] == [22, 23]  # far from 24: every other interval
+    assert limits[2 : 2 + CONFIG.plateau_every - 1] == [23] * (CONFIG.plateau_every - 1)
+    assert limits[-1] == 24

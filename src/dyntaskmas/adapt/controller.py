@@ -20,7 +20,8 @@ and ΔR comes from the interval's :class:`Observation`. Each call of
 4. **Growth.** Latency holds and the limit was binding (requests in flight
    reached R, or work waited): in slow start R ← ⌈R · growth⌉ up to the
    slow-start ceiling, otherwise R ← R + step every ``increase_every``
-   intervals. A limit that was not binding does not grow, since more room
+   intervals, or every ``plateau_every`` intervals when R + step would reach
+   the limit at which latency last inflated. A limit that was not binding does not grow, since more room
    would change nothing that can be measured.
 5. Otherwise R stays.
 
@@ -67,13 +68,16 @@ class ControllerConfig:
     #: Factor on the limit after a 429 or a timeout.
     backoff: float = 0.5
     #: Factor on the limit after latency inflation.
-    latency_backoff: float = 0.9
+    latency_backoff: float = 0.95
     #: Factor on the limit per interval in slow start.
     growth: float = 2.0
     #: Requests added per increase after slow start.
     step: int = 1
     #: Intervals between additive increases after slow start.
     increase_every: int = 2
+    #: Intervals between increases that would reach the limit at which
+    #: latency last inflated, so the controller spends little time past it.
+    plateau_every: int = 10
     #: Fraction of the limit kept during a probe.
     probe_factor: float = 0.5
     #: Intervals a probe lasts; the last one is measured.
@@ -106,6 +110,7 @@ class ControllerConfig:
         counts = {
             "step": self.step,
             "increase_every": self.increase_every,
+            "plateau_every": self.plateau_every,
             "probe_intervals": self.probe_intervals,
             "probe_every": self.probe_every,
             "min_samples": self.min_samples,
@@ -156,6 +161,8 @@ class ControllerState:
     probe_return: int = 0
     since_probe: int = 0
     since_increase: int = 0
+    #: The limit at which latency last inflated; None before it ever did.
+    inflated_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +240,14 @@ def decide(config: ControllerConfig, state: ControllerState, seen: Observation) 
     if measured > config.tolerance * baseline:
         lowered = config.clamp(math.floor(limit * config.latency_backoff))
         return Decision(
-            replace(state, limit=lowered, slow_start=False, ceiling=lowered, since_increase=0),
+            replace(
+                state,
+                limit=lowered,
+                slow_start=False,
+                ceiling=lowered,
+                since_increase=0,
+                inflated_at=limit,
+            ),
             "latency",
         )
 
@@ -245,7 +259,9 @@ def decide(config: ControllerConfig, state: ControllerState, seen: Observation) 
         grown = min(ceiling, config.clamp(math.ceil(limit * config.growth)))
         return Decision(replace(state, limit=grown, since_increase=0), "slow_start")
     since_increase = state.since_increase + 1
-    if since_increase >= config.increase_every and limit < config.max_limit:
+    near_inflation = state.inflated_at is not None and limit + config.step >= state.inflated_at
+    wait = config.plateau_every if near_inflation else config.increase_every
+    if since_increase >= wait and limit < config.max_limit:
         grown = config.clamp(limit + config.step)
         return Decision(replace(state, limit=grown, slow_start=False, since_increase=0), "grow")
     return Decision(replace(state, slow_start=False, since_increase=since_increase), "hold")

@@ -101,7 +101,7 @@ class Sizes:
     context_rounds: int = 5
     # Real seconds each agent waits per round, in place of its model call.
     context_think_s: float = 0.02
-    adaptive_limits: tuple[int, ...] = (4, 16, 32, 64)
+    adaptive_limits: tuple[int, ...] = (4, 16, 24, 32, 64)
     adaptive_starts: tuple[int, ...] = (4, 100)
     adaptive_agents: int = 128
     adaptive_duration_s: float = 180.0
