@@ -3,8 +3,8 @@
 :class:`Allocator` wakes every ``interval_s`` seconds of its clock. For
 each endpoint it reads the monitor, builds an
 :class:`~dyntaskmas.adapt.controller.Observation` from the attempts
-finished since its last decision, asks the pure controller for the next
-limit and sets the endpoint's :class:`~dyntaskmas.llm.limiter.ConcurrencyLimiter`
+finished since its last decision, gets the next limit from the pure
+controller and sets the endpoint's :class:`~dyntaskmas.llm.limiter.ConcurrencyLimiter`
 to it. When a limit rises it tells the agent pool, so that waiting tasks
 start at once instead of at the next completion.
 

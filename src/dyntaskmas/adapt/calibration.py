@@ -72,7 +72,7 @@ class TokenCostEstimator:
     Each sample multiplies the old sums by ``1 - alpha`` first. Returns no
     fit while the two token counts are collinear over the samples (for
     example when every request has the same sizes), because then ``a`` and
-    ``b`` cannot be told apart.
+    ``b`` cannot be separated.
     """
 
     def __init__(self, alpha: float = 0.05) -> None:
@@ -114,9 +114,9 @@ class TokenCostEstimator:
 class CostEstimates:
     """The calibrator's current estimates.
 
-    ``cost_ratio`` maps a role to measured duration over planned cost;
+    ``cost_ratio`` maps a role to measured duration over planned cost.
     ``seconds_per_task`` maps ``(role, endpoint)`` to the mean task
-    duration; ``token_costs`` maps an endpoint to its fitted
+    duration. ``token_costs`` maps an endpoint to its fitted
     ``(prefill_s_per_token, decode_s_per_token)``.
     """
 

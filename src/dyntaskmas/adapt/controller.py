@@ -21,13 +21,14 @@ and ΔR comes from the interval's :class:`Observation`. Each call of
    reached R, or work waited): in slow start R ← ⌈R · growth⌉ up to the
    slow-start ceiling, otherwise R ← R + step every ``increase_every``
    intervals, or every ``plateau_every`` intervals when R + step would reach
-   the limit at which latency last inflated. A limit that was not binding does not grow, since more room
-   would change nothing that can be measured.
+   the limit at which latency last inflated. A limit that was not binding
+   does not grow, since more room would change nothing that can be measured.
 5. Otherwise R stays.
 
-The baseline is the lowest median latency seen at a trusted level, raised by
-``baseline_drift`` per interval towards the current p50, so it follows
-tasks that really got longer. R always stays within [min_limit, max_limit].
+The baseline starts at the first median measured and then follows the
+lowest one. An interval whose median is higher raises it by
+``baseline_drift`` times the difference, so it follows tasks that really
+got longer. R always stays within [min_limit, max_limit].
 
 The same shape as TCP's congestion control with a latency signal (TCP
 Vegas, and the probe of BBR's ProbeRTT state): slow start, additive
@@ -131,9 +132,9 @@ class Observation:
     """What one control interval measured on one endpoint.
 
     ``latency_s`` is the median latency of the interval's successful
-    requests (for a probe, of those sent under the probe's limit), in any
-    unit that does not depend on request size; the allocator passes seconds
-    per completion token. ``binding`` tells
+    requests, or for a probe of those sent under the probe's limit. Any
+    unit that does not grow with request size works, and the allocator
+    passes seconds per completion token. ``binding`` tells
     whether the limit held work back: requests in flight reached it, or
     callers or ready tasks waited.
     """

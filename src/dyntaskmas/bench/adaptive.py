@@ -9,7 +9,7 @@ virtual clock, and the run is stopped after ``duration_s`` simulated
 seconds. A policy is a fixed limit or the allocator from a starting limit.
 
 Measured from the attempt records and the finished tasks: throughput in
-tasks per second, the share of attempts answered with 429, and the p95
+tasks per second, the share of attempts that got a 429, and the p95
 latency of successful attempts, over ``[warmup_s, duration_s)``, plus a
 series per ``bucket_s`` for the plot.
 """
@@ -61,7 +61,7 @@ class SeriesPoint:
 
 @dataclass(frozen=True)
 class AdaptiveRun:
-    """What one policy measured over ``[warmup_s, duration_s)``, and its series."""
+    """The measurements of one policy over ``[warmup_s, duration_s)``, and its series."""
 
     policy: AdaptivePolicy
     throughput_tasks_per_s: float

@@ -31,7 +31,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from dyntaskmas.clock import Clock, MonotonicClock
-from dyntaskmas.errors import EndpointUnavailableError, LLMError, TransientLLMError
+from dyntaskmas.errors import (
+    EndpointUnavailableError,
+    LLMError,
+    LLMTimeoutError,
+    TransientLLMError,
+)
 from dyntaskmas.llm.limiter import BackoffGate, ConcurrencyLimiter
 from dyntaskmas.llm.retry import RetryPolicy
 from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion
@@ -72,7 +77,7 @@ AttemptListener = Callable[[AttemptRecord], None]
 
 
 class FlowControl(Protocol):
-    """What the callers of one endpoint share: its limit, its gate, its clock, its listeners."""
+    """The state that the callers of one endpoint share: limit, gate, clock and listeners."""
 
     name: str
     limiter: ConcurrencyLimiter
@@ -96,13 +101,11 @@ def classify(error: LLMError) -> AttemptStatus:
     """Return the attempt status that ``error`` stands for."""
     if isinstance(error, EndpointUnavailableError):
         return "unavailable"
+    if isinstance(error, LLMTimeoutError) or error.status_code == 408:
+        return "timeout"
     if isinstance(error, TransientLLMError):
-        if error.status_code == 429:
-            return "rate_limited"
-        if error.status_code is None or error.status_code == 408:
-            # Timeouts and invalid bodies carry no status; both mean an overloaded server.
-            return "timeout"
-        return "server_error"
+        # 5xx responses, and bodies that are not valid JSON.
+        return "rate_limited" if error.status_code == 429 else "server_error"
     return "failed"
 
 

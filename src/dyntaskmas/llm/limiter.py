@@ -178,7 +178,7 @@ class BackoffGate:
     def settle_probe(self, *, throttled: bool) -> None:
         """Report the probe's outcome: a throttled probe keeps the gate half-open.
 
-        A probe that gave up without an answer (cancelled, connection
+        A probe that gave up without a response (cancelled, connection
         failed) counts as throttled, so the next caller probes again.
         """
         self._probe_out = False

@@ -40,6 +40,7 @@ from dyntaskmas.errors import (
     LLMError,
     LLMRequestError,
     LLMResponseError,
+    LLMTimeoutError,
     TransientLLMError,
 )
 from dyntaskmas.llm.attempts import call_with_retries
@@ -165,7 +166,7 @@ def translate_error(exc: Exception, *, url: str, attempts: int, now_epoch_s: flo
 
     # APITimeoutError subclasses APIConnectionError, so it is checked first.
     if isinstance(exc, openai.APITimeoutError):
-        return TransientLLMError(
+        return LLMTimeoutError(
             f"request to {url} timed out {tried}; "
             f"raise the request timeout (timeout_s) or lower the endpoint's concurrency"
         )

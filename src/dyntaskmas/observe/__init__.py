@@ -1,9 +1,11 @@
 """Observability: the run event stream."""
 
 from dyntaskmas.observe.events import (
+    AllocatorDecision,
     Event,
     EventBus,
     GraphChanged,
+    MonitorSample,
     RunFinished,
     RunStarted,
     TaskFailed,
@@ -13,9 +15,11 @@ from dyntaskmas.observe.events import (
 )
 
 __all__ = [
+    "AllocatorDecision",
     "Event",
     "EventBus",
     "GraphChanged",
+    "MonitorSample",
     "RunFinished",
     "RunStarted",
     "TaskFailed",

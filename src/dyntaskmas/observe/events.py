@@ -2,6 +2,8 @@
 
 The engine emits one event per state change: the run started, the graph
 changed, a task became ready, started, finished or failed, the run ended.
+While a run goes on, the adaptive allocator adds a :class:`MonitorSample`
+and an :class:`AllocatorDecision` per endpoint every control interval.
 Every event carries the run's id and ``at_s``, seconds since the run
 started on the engine's clock.
 
