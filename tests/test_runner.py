@@ -18,7 +18,7 @@ from dyntaskmas.errors import ConfigError, EndpointUnavailableError, ModelFileNo
 from dyntaskmas.llm.embedded import check_llama_cpp_server, find_model_file
 from dyntaskmas.llm.endpoint import MODEL_ENV_VAR
 from dyntaskmas.llm.scripted import ScriptedLLMServer, ScriptedReply, ScriptedRequest
-from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions
+from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions, options_from_journal
 from shared_paths import PARALLELQA
 
 REQUEST = "Which is deeper, the Mariana Trench or the Puerto Rico Trench?"
@@ -252,3 +252,10 @@ async def test_runner_fixed_concurrency_only_monitors() -> None:
     assert result.answer == FINAL_ANSWER
     assert not allocator.adjust
     assert endpoint.limiter.limit == 2
+
+
+def test_old_journal_concurrency_none_becomes_agents() -> None:
+    options = options_from_journal({"agents": 5, "concurrency": None})
+
+    assert options.concurrency == 5
+    assert options_from_journal({"agents": 5}).concurrency == "auto"

@@ -162,6 +162,9 @@ def options_from_journal(recorded: Mapping[str, Any], **overrides: Any) -> RunOp
     """Rebuild RunOptions from what :func:`journal_options` stored; unknown keys are dropped."""
     known = {f.name for f in fields(RunOptions)}
     values = {key: value for key, value in recorded.items() if key in known}
+    if values.get("concurrency", "auto") is None:
+        # Journals written before adaptive concurrency stored None for "as many as agents".
+        values["concurrency"] = recorded.get("agents", "auto")
     values.update(overrides)
     return RunOptions(**values)
 

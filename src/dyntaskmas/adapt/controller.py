@@ -273,18 +273,17 @@ def _end_probe(
 ) -> Decision:
     """Judge the baseline from the probe's last interval and leave the probe."""
     done = replace(state, probe_left=0, since_probe=0, since_increase=0)
+    back = config.clamp(state.probe_return)
     if measured is None:
         # Too few requests under the probe's limit to judge. At so low a
         # load the server is unlikely to be overloaded, so the baseline
         # counts as trusted rather than probing again and again.
-        return Decision(replace(done, limit=state.probe_return, trusted=True), "no_data")
+        return Decision(replace(done, limit=back, trusted=True), "no_data")
     baseline = state.baseline_s
     if baseline is None or measured * config.tolerance < baseline:
         # The level before the probe was inflated: grow again from the
         # probe's level, quickly up to just below where the inflation was.
-        ceiling = max(
-            state.limit, config.clamp(math.floor(state.probe_return * config.latency_backoff))
-        )
+        ceiling = max(state.limit, config.clamp(math.floor(back * config.latency_backoff)))
         return Decision(
             replace(done, baseline_s=measured, trusted=True, slow_start=True, ceiling=ceiling),
             "probe_lowered_baseline",
@@ -292,7 +291,7 @@ def _end_probe(
     return Decision(
         replace(
             done,
-            limit=state.probe_return,
+            limit=back,
             baseline_s=min(baseline, measured),
             trusted=True,
         ),
