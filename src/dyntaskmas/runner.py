@@ -284,7 +284,9 @@ class Runner:
         self._engine = Engine(
             pool, planner=planner, config=config, context=new_context, calibrator=calibrator
         )
-        self._allocator = self._adaptive_manager(pool, calibrator, self._engine)
+        self._allocator = self._adaptive_manager(
+            pool, calibrator, self._engine, embedded=base_url is None
+        )
         if options.journal:
             journal_dir = (
                 Path(options.journal_dir) if options.journal_dir else default_journal_dir()
@@ -296,7 +298,7 @@ class Runner:
             )
 
     def _adaptive_manager(
-        self, pool: AgentPool, calibrator: CostCalibrator, engine: Engine
+        self, pool: AgentPool, calibrator: CostCalibrator, engine: Engine, *, embedded: bool
     ) -> Allocator:
         """Wire the monitor, the calibrator and the allocator to the endpoints and events."""
         clock = MonotonicClock()
@@ -307,11 +309,8 @@ class Runner:
             calibrator.watch(endpoint)
             # More requests in flight than agents cannot happen, and an
             # embedded server stays at its one request.
-            most = (
-                endpoint.limiter.limit
-                if endpoint.name.startswith("embedded-")
-                else max(endpoint.limiter.limit, self.options.agents)
-            )
+            limit = endpoint.limiter.limit
+            most = limit if embedded else max(limit, self.options.agents)
             controlled.append((endpoint, ControllerConfig(max_limit=most)))
         monitor.attach(engine.events)
         calibrator.attach(engine.events)

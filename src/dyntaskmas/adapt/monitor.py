@@ -39,6 +39,7 @@ from dyntaskmas.observe.events import (
 )
 
 DEFAULT_WINDOW_S = 10.0
+DEFAULT_RETENTION_S = 120.0
 
 _T = TypeVar("_T")
 
@@ -197,19 +198,29 @@ class _TaskSample:
 
 
 class Monitor:
-    """Keeps the last ``window_s`` seconds of attempts and task outcomes, and summarises them.
+    """Keeps the last ``retention_s`` seconds of attempts and task outcomes, and summarises them.
+
+    Snapshots cover the last ``window_s`` seconds.
 
     Attach it to the endpoints with :meth:`watch` and to the run's events
     with :meth:`attach`; give it the agent pool for agent counts.
     """
 
     def __init__(
-        self, clock: Clock, *, window_s: float = DEFAULT_WINDOW_S, pool: AgentPool | None = None
+        self,
+        clock: Clock,
+        *,
+        window_s: float = DEFAULT_WINDOW_S,
+        retention_s: float = DEFAULT_RETENTION_S,
+        pool: AgentPool | None = None,
     ) -> None:
         if not (math.isfinite(window_s) and window_s > 0):
             raise ValueError(f"monitor window must be a finite number > 0 seconds, got {window_s}")
         self.clock = clock
         self.window_s = window_s
+        # Kept longer than the window, so that the allocator can gather
+        # enough calls of a slow endpoint over several intervals.
+        self.retention_s = max(window_s, retention_s)
         self.pool = pool
         self._flows: dict[str, FlowControl] = {}
         self._attempts: dict[str, deque[AttemptRecord]] = {}
@@ -272,11 +283,12 @@ class Monitor:
     ) -> AttemptSummary:
         """Summarise the attempts to ``endpoint`` that finished in the last ``window_s``.
 
-        ``window_s`` defaults to the monitor's window and is capped by it.
+        ``window_s`` defaults to the monitor's window and is capped by its
+        retention.
         ``started_after`` keeps only attempts that started after that clock
         time, such as those sent under a new limit.
         """
-        span = self.window_s if window_s is None else min(window_s, self.window_s)
+        span = self.window_s if window_s is None else min(window_s, self.retention_s)
         cutoff = self.clock.now() - span
         records = self._attempts.get(endpoint, deque())
         self._prune(records, lambda r: r.finished_at)
@@ -323,8 +335,10 @@ class Monitor:
             roles |= set(agents)
         stats = []
         for role in sorted(roles):
-            samples = self._task_samples.get(role, deque())
-            self._prune(samples, lambda s: s.finished_at)
+            kept = self._task_samples.get(role, deque())
+            self._prune(kept, lambda s: s.finished_at)
+            cutoff = self.clock.now() - self.window_s
+            samples = [sample for sample in kept if sample.finished_at >= cutoff]
             durations = [s.duration_s for s in samples if not s.failed]
             count = agents.get(role, 0)
             busy_s = sum(durations)
@@ -363,6 +377,6 @@ class Monitor:
             self._ready.get(role, set()).discard(task_id)
 
     def _prune(self, items: deque[_T], finished_at: Callable[[_T], float]) -> None:
-        cutoff = self.clock.now() - self.window_s
+        cutoff = self.clock.now() - self.retention_s
         while items and finished_at(items[0]) < cutoff:
             items.popleft()

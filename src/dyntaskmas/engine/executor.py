@@ -121,7 +121,7 @@ class Decomposer(Protocol):
 
 
 class Recalibrator(Protocol):
-    """Updates cost estimates from measurements; see :mod:`dyntaskmas.adapt.calibration`."""
+    """A source of cost estimates measured during a run; see :mod:`dyntaskmas.adapt.calibration`."""
 
     def recalibrate(self, graph: TaskGraph) -> bool:
         """Update the estimates of tasks not yet started; return whether any changed."""
