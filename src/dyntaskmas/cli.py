@@ -471,13 +471,13 @@ def _add_serve_sim_parser(
         "--reject-above",
         type=int,
         metavar="N",
-        help="answer 429 with Retry-After --retry-after to a request that would make more "
+        help="respond with 429 and Retry-After --retry-after to a request that would make more "
         "than N in flight (default with the others: 40)",
     )
     capacity.add_argument(
         "--throttle",
         metavar="START,SECONDS,RETRY_AFTER",
-        help="answer every chat request with 429 and Retry-After RETRY_AFTER seconds for "
+        help="respond to every chat request with 429 and Retry-After RETRY_AFTER seconds for "
         "SECONDS seconds from START seconds after the server starts, e.g. 0,5,2",
     )
 

@@ -310,8 +310,8 @@ class Runner:
             # More requests in flight than agents cannot happen, and an
             # embedded server stays at its one request.
             limit = endpoint.limiter.limit
-            most = limit if embedded else max(limit, self.options.agents)
-            controlled.append((endpoint, ControllerConfig(max_limit=most)))
+            max_limit = limit if embedded else max(limit, self.options.agents)
+            controlled.append((endpoint, ControllerConfig(max_limit=max_limit)))
         monitor.attach(engine.events)
         calibrator.attach(engine.events)
         return Allocator(

@@ -27,13 +27,13 @@ Faults (:mod:`dyntaskmas.sim.faults`) hit chat and embedding requests:
 - ``truncated``: the connection closes half-way through the body or stream.
 
 With a :class:`~dyntaskmas.sim.capacity.CapacityProfile` the server also
-hides its capacity: a chat request that arrives with more than
+hides its capacity. A chat request that arrives with more than
 ``inflate_above`` chat requests in flight waits ``inflation - 1`` times its
-simulated latency more before it is answered; one that would make more than
-``reject_above`` in flight, or that arrives inside the profile's throttle
-window (wall-clock seconds from :meth:`SimulatedLLMServer.start`), gets a
-429 at once. The profile's per-token latencies are not used here; the
-batching model sets the base latency.
+simulated latency more before the server responds. One that would make
+more than ``reject_above`` in flight, or that arrives inside the profile's
+throttle window (wall-clock seconds from :meth:`SimulatedLLMServer.start`),
+gets a 429 at once. The batching model sets the base latency, so the
+profile's per-token latencies are not used here.
 
 Errors use OpenAI's JSON shape, ``{"error": {"message", "type", "code"}}``.
 """
