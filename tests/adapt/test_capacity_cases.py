@@ -1,8 +1,9 @@
 """The allocator and the shared backoff against servers that hide their capacity.
 
-All runs are in-process on the virtual clock, through the same retry loop,
-backoff gate and limiter as an HTTP endpoint, except the last test, which
-sends real HTTP to the simulated server on 127.0.0.1.
+The first two run in process on the virtual clock, through the same retry
+loop, backoff gate and limiter as an HTTP endpoint. The last two send real
+HTTP with the openai SDK to the simulated server on 127.0.0.1, the last
+one also on the real clock.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import asyncio
 import math
 import random
 
+from dyntaskmas.adapt.allocator import Allocator
+from dyntaskmas.adapt.controller import ControllerConfig
+from dyntaskmas.adapt.monitor import Monitor
 from dyntaskmas.bench.adaptive import AdaptivePolicy, run_policy
+from dyntaskmas.clock import MonotonicClock
 from dyntaskmas.engine.agent_pool import Agent, AgentPool, build_agents
 from dyntaskmas.engine.executor import Engine, EngineConfig
 from dyntaskmas.graph.task import TaskSpec
@@ -128,3 +133,43 @@ async def test_throttled_http_server_gets_one_probe_per_pause() -> None:
     assert during <= 10 + math.ceil(throttle.duration_s / throttle.retry_after_s) + 1
     assert result.status == "succeeded"
     assert all(record.state == "done" for record in result.tasks)
+
+
+async def test_allocator_backs_off_http_429s_in_real_time() -> None:
+    """Real HTTP and the real clock: a limit of 12 against a server that rejects past 6."""
+    latency = LatencyModel.linear(
+        prefill_base_s=0.5, prefill_s_per_token=0.0, decode_base_s=0.1, decode_s_per_request=0.0
+    )
+    server = SimulatedLLMServer(
+        ServerConfig(slots=16, latency=latency),
+        speedup=20.0,
+        capacity=CapacityProfile(inflate_above=4, reject_above=6, retry_after_s=0.05),
+    )
+    async with server:
+        endpoint = Endpoint(server.base_url, model="sim", concurrency=12)
+        policy = RetryPolicy(max_attempts=30, base_delay_s=0.01, max_delay_s=0.05)
+        async with OpenAIChatModel(endpoint, policy=policy, rng=random.Random(2)) as model:
+            pool = AgentPool(
+                build_agents(12, ["worker"], {endpoint.name: model}),
+                limits={endpoint.name: endpoint.limiter},
+            )
+            clock = MonotonicClock()
+            monitor = Monitor(clock, pool=pool)
+            monitor.watch(endpoint)
+            allocator = Allocator(
+                monitor,
+                [(endpoint, ControllerConfig(max_limit=12, min_samples=3))],
+                clock=clock,
+                pool=pool,
+                interval_s=0.1,
+            )
+            engine = Engine(pool, config=EngineConfig(roles={"worker": "works"}, work_max_tokens=4))
+            async with asyncio.timeout(30), allocator.running():
+                result = await engine.run_graph([TaskSpec(f"t{i}", "work") for i in range(80)])
+
+    lowered = [d for d in allocator.decisions if d.reason == "rate_limited"]
+    assert result.status == "succeeded"
+    assert server.stats()["capacity_rejected"] > 0
+    assert lowered
+    assert all(d.new_limit < d.old_limit for d in lowered)
+    assert all(1 <= d.new_limit <= 12 for d in allocator.decisions)
