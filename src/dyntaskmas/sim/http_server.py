@@ -48,7 +48,7 @@ import math
 import random
 import struct
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict
 from types import TracebackType
 from typing import Any
@@ -316,16 +316,18 @@ class SimulatedLLMServer:
             "total_tokens": prompt_tokens + output_tokens,
         }
 
+        async def finished() -> None:
+            # Past the profile's load, the request takes `inflation` times as long.
+            await pending.finished
+            if inflation > 1:
+                elapsed = asyncio.get_running_loop().time() - started
+                await asyncio.sleep((inflation - 1) * elapsed)
+
         if stream:
             chunk = _Chunks(common, text, finish_reason, usage if include_usage else None)
-            return await self._stream(
-                http_request, pending.first_token, pending.finished, chunk, fault
-            )
+            return await self._stream(http_request, pending.first_token, finished, chunk, fault)
 
-        await pending.finished
-        if inflation > 1:
-            # NOTE: a streamed response is not slowed; only this form is.
-            await asyncio.sleep((inflation - 1) * (asyncio.get_running_loop().time() - started))
+        await finished()
         completion = {
             **common,
             "object": "chat.completion",
@@ -416,7 +418,7 @@ class SimulatedLLMServer:
         self,
         http_request: web.Request,
         first_token: asyncio.Future[float],
-        finished: asyncio.Future[Any],
+        finished: Callable[[], Awaitable[None]],
         chunks: _Chunks,
         fault: Fault | None,
     ) -> web.StreamResponse:
@@ -435,7 +437,7 @@ class SimulatedLLMServer:
             # The role chunk and the first token leave when the prefill ends.
             for event in events[: min(2, cut_at)]:
                 await response.write(f"data: {event}\n\n".encode())
-            await finished
+            await finished()
             for event in events[2:cut_at]:
                 await response.write(f"data: {event}\n\n".encode())
             if fault == "truncated":
