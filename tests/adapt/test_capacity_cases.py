@@ -41,7 +41,7 @@ FIXED_LIMITS = (4, 16, 32, 64)
 def test_allocator_reaches_best_fixed_throughput() -> None:
     """From 4 and from 100, within 60 simulated seconds, at least 90 % of the best fixed limit.
 
-    The server doubles latency past 24 in flight and answers 429 past 40.
+    The server doubles latency past 24 in flight and responds with 429 past 40.
     Fixed limits reach their steady state at once, so they are measured
     from 20 s; the allocator is measured from 60 s, after its search.
     """
@@ -105,7 +105,7 @@ def test_ten_agents_do_not_storm_throttled_server() -> None:
     assert server.requests_between(5.0, math.inf) >= 30
 
 
-async def test_throttled_http_server_gets_one_probe_per_pause() -> None:
+async def test_throttled_http_one_probe_per_pause() -> None:
     """The same case over HTTP with the openai SDK, scaled to 1 s of 429s with 0.25 s pauses."""
     throttle = ThrottleWindow(0.0, 1.0, 0.25)
     latency = LatencyModel.linear(
@@ -135,7 +135,7 @@ async def test_throttled_http_server_gets_one_probe_per_pause() -> None:
     assert all(record.state == "done" for record in result.tasks)
 
 
-async def test_allocator_backs_off_http_429s_in_real_time() -> None:
+async def test_allocator_backs_off_real_http() -> None:
     """Real HTTP and the real clock: a limit of 12 against a server that rejects past 6."""
     latency = LatencyModel.linear(
         prefill_base_s=0.5, prefill_s_per_token=0.0, decode_base_s=0.1, decode_s_per_request=0.0

@@ -25,7 +25,7 @@ FAST = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.01)
 
 
 class Flaky:
-    """A one-attempt model that raises the queued errors first, then answers."""
+    """A one-attempt model that raises the queued errors first, then returns a completion."""
 
     def __init__(self, *errors: LLMError) -> None:
         self.errors = list(errors)
