@@ -73,7 +73,7 @@ async def test_retried_call_records_each_attempt() -> None:
     assert completion.attempts == 2
     assert [r.status for r in records] == ["server_error", "ok"]
     assert records[1].completion_tokens == 1
-    assert not flow.gate.half_open  # a 502 is no request to slow down
+    assert not flow.gate.half_open  # a 502 does not ask callers to slow down
 
 
 async def test_client_error_not_retried() -> None:
