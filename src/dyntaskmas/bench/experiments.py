@@ -514,7 +514,7 @@ def adaptive(sizes: Sizes = FULL) -> ExperimentResult:
             f"{sizes.adaptive_duration_s:g} of each run. Each request takes 0.0005 s per prompt "
             "token plus 0.009 s per output token (60 to 140), twice that when it arrives with "
             "more than 24 in flight, and gets a 429 with Retry-After: 1 when more than 40 "
-            "would be in flight. rate_429: share of attempts answered with 429. "
+            "would be in flight. rate_429: share of attempts that got a 429. "
             "p95_latency_s: of successful attempts.",
         ),
         series=tuple(series),
