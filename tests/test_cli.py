@@ -195,6 +195,8 @@ def assert_one_line_error(stderr: str, *fragments: str) -> None:
     [
         (["--agents", "0"], ["--agents", "got 0"]),
         (["--agents", "many"], ["--agents", "'many'"]),
+        (["--concurrency", "0"], ["--concurrency", "got 0"]),
+        (["--concurrency", "lots"], ["--concurrency", "'lots'", "'auto'"]),
         (["--max-depth", "0"], ["--max-depth", "got 0"]),
         (["--max-subtasks", "1"], ["--max-subtasks", "got 1"]),
         (["--max-tokens", "0"], ["--max-tokens", "got 0"]),

@@ -18,7 +18,7 @@ from dyntaskmas.errors import ConfigError, EndpointUnavailableError, ModelFileNo
 from dyntaskmas.llm.embedded import check_llama_cpp_server, find_model_file
 from dyntaskmas.llm.endpoint import MODEL_ENV_VAR
 from dyntaskmas.llm.scripted import ScriptedLLMServer, ScriptedReply, ScriptedRequest
-from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions
+from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions, options_from_journal
 from shared_paths import PARALLELQA
 
 REQUEST = "Which is deeper, the Mariana Trench or the Puerto Rico Trench?"
@@ -159,6 +159,7 @@ async def test_engine_needs_open_runner() -> None:
     [
         ({"agents": 0}, "got 0"),
         ({"concurrency": 0}, "got 0"),
+        ({"concurrency": "fast"}, "'auto' or an integer"),
         ({"max_depth": 0}, "got 0"),
         ({"max_subtasks": 1}, "got 1"),
         ({"max_subtasks": 51}, "got 51"),
@@ -224,3 +225,37 @@ async def test_embedded_model_answers_parallelqa_question() -> None:
     assert {"answer", "tasks", "makespan_s", "sequential_s"} <= set(data)
     assert all(task["started_at"] is not None for task in data["tasks"])
     assert data["llm_calls"] >= 3
+
+
+async def test_runner_adapts_concurrency_by_default() -> None:
+    async with (
+        ScriptedLLMServer(handler) as server,
+        Runner(RunOptions(base_url=server.base_url, agents=3)) as runner,
+    ):
+        await runner.run(REQUEST)
+        allocator = runner.allocator
+        endpoint = runner.endpoints[0]
+
+    assert allocator.adjust
+    assert allocator.state(endpoint.name).limit == endpoint.limiter.limit
+    assert endpoint.limiter.limit <= 3
+
+
+async def test_runner_fixed_concurrency_only_monitors() -> None:
+    async with ScriptedLLMServer(handler) as server:
+        options = RunOptions(base_url=server.base_url, agents=3, concurrency=2)
+        async with Runner(options) as runner:
+            result = await runner.run(REQUEST)
+            allocator = runner.allocator
+            endpoint = runner.endpoints[0]
+
+    assert result.answer == FINAL_ANSWER
+    assert not allocator.adjust
+    assert endpoint.limiter.limit == 2
+
+
+def test_old_journal_concurrency_none_becomes_agents() -> None:
+    options = options_from_journal({"agents": 5, "concurrency": None})
+
+    assert options.concurrency == 5
+    assert options_from_journal({"agents": 5}).concurrency == "auto"

@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 from dyntaskmas import __version__
 from dyntaskmas.config import apply_config, load_config
@@ -73,6 +73,7 @@ from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions, options_from_journal
 
 if TYPE_CHECKING:
+    from dyntaskmas.sim.capacity import CapacityProfile
     from dyntaskmas.sim.http_server import SimulatedLLMServer
 
 EXIT_OK = 0
@@ -144,10 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agents", type=int, default=4, help="number of agents (default: 4)")
     run.add_argument(
         "--concurrency",
-        type=int,
-        metavar="N",
-        help="requests in flight per endpoint (default: the number of agents; 1 per "
-        "embedded server)",
+        type=concurrency_value,
+        default="auto",
+        metavar="auto|N",
+        help="requests in flight per endpoint: 'auto' adapts the limit from measured "
+        "latency and 429s, starting from the number of agents; N fixes it (default: auto; "
+        "1 per embedded server either way)",
     )
     run.add_argument(
         "--max-depth",
@@ -322,6 +325,18 @@ def check_request(request: str, *, where: str = "the request") -> None:
         )
 
 
+def concurrency_value(text: str) -> int | Literal["auto"]:
+    """Parse ``--concurrency``: ``auto`` or a whole number."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}; use 'auto' or a whole number such as 8"
+        ) from None
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     """Check the options under their flag names, then build RunOptions."""
     if args.limit is not None and args.input is None:
@@ -329,7 +344,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     minimums = [
         ("--limit", args.limit, 1),
         ("--agents", args.agents, 1),
-        ("--concurrency", args.concurrency, 1),
+        ("--concurrency", None if args.concurrency == "auto" else args.concurrency, 1),
         ("--max-depth", args.max_depth, 1),
         ("--max-subtasks", args.max_subtasks, 2),
         ("--max-tokens", args.max_tokens, 1),
@@ -506,6 +521,67 @@ def _add_serve_sim_parser(
         help="delay of a slow response, in seconds (default: 5)",
     )
 
+    # A capacity the server hides from its clients.
+    capacity = serve.add_argument_group("hidden capacity (off unless one of these is given)")
+    capacity.add_argument(
+        "--inflate-above",
+        type=int,
+        metavar="N",
+        help="double the latency of a request that arrives with more than N chat requests "
+        "in flight (default with the others: 24)",
+    )
+    capacity.add_argument(
+        "--reject-above",
+        type=int,
+        metavar="N",
+        help="respond with 429 and Retry-After --retry-after to a request that would make more "
+        "than N in flight (default with the others: 40)",
+    )
+    capacity.add_argument(
+        "--throttle",
+        metavar="START,SECONDS,RETRY_AFTER",
+        help="respond to every chat request with 429 and Retry-After RETRY_AFTER seconds for "
+        "SECONDS seconds from START seconds after the server starts, e.g. 0,5,2",
+    )
+
+
+def capacity_from_args(args: argparse.Namespace) -> CapacityProfile | None:
+    """Return the hidden-capacity profile the serve-sim options ask for, or None."""
+    from dyntaskmas.sim.capacity import CapacityProfile, ThrottleWindow
+
+    if args.inflate_above is None and args.reject_above is None and args.throttle is None:
+        return None
+    defaults = CapacityProfile()
+    inflate_above = defaults.inflate_above if args.inflate_above is None else args.inflate_above
+    reject_above = defaults.reject_above if args.reject_above is None else args.reject_above
+    if inflate_above < 1:
+        raise ConfigError(f"--inflate-above must be >= 1, got {inflate_above}")
+    if reject_above < inflate_above:
+        raise ConfigError(
+            f"--reject-above ({reject_above}) must be >= --inflate-above ({inflate_above})"
+        )
+    throttle = None
+    if args.throttle is not None:
+        parts = args.throttle.split(",")
+        try:
+            start, seconds, retry_after = (float(part) for part in parts)
+        except ValueError:
+            raise ConfigError(
+                f"--throttle must be three numbers START,SECONDS,RETRY_AFTER such as 0,5,2, "
+                f"got {args.throttle!r}"
+            ) from None
+        if not all(math.isfinite(v) and v >= 0 for v in (start, seconds, retry_after)):
+            raise ConfigError(
+                f"--throttle values must be numbers of seconds >= 0, got {args.throttle!r}"
+            )
+        throttle = ThrottleWindow(start, seconds, retry_after)
+    return CapacityProfile(
+        inflate_above=inflate_above,
+        reject_above=reject_above,
+        retry_after_s=args.retry_after,
+        throttle=throttle,
+    )
+
 
 def sim_server_from_args(args: argparse.Namespace) -> SimulatedLLMServer:
     """Check the serve-sim options under their flag names, then build the server."""
@@ -568,6 +644,7 @@ def sim_server_from_args(args: argparse.Namespace) -> SimulatedLLMServer:
         seed=args.seed,
         output_lengths=output_lengths,
         plan_fanout=args.plan_fanout,
+        capacity=capacity_from_args(args),
     )
 
 
@@ -612,7 +689,8 @@ def _add_bench_parser(
         help="run the benchmark experiments on the simulated LLM server",
         description="Run benchmark experiments in simulated time: policies compared "
         "(baseline), agent-count sweep (scaling), server utilisation, AsyncHow plans against "
-        "their lower bound, the engine's own overhead, the relevance threshold (theta), and "
+        "their lower bound, the engine's own overhead, the relevance threshold (theta), fixed "
+        "concurrency limits against the allocator (adaptive), and "
         "the context manager under concurrent agents (context, real time, not in 'all'). "
         "Prints Markdown tables, or JSON.",
     )
@@ -982,7 +1060,7 @@ def _add_plan_parser(
         input=None,
         limit=None,
         agents=1,
-        concurrency=None,
+        concurrency="auto",
         max_tasks=DEFAULT_MAX_TASKS,
         max_tokens=256,
         weighting="normalized",

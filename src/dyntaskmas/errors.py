@@ -21,6 +21,7 @@ and what to do next; the offending ids and limits are kept as attributes.
     ├── LLMError                     a call to a model endpoint failed
     │   ├── EndpointUnavailableError connection refused, DNS, server never ready
     │   ├── TransientLLMError        429, 5xx, timeout, bad JSON: retried, then raised
+    │   │   └── LLMTimeoutError      the request timed out
     │   ├── LLMRequestError          4xx other than 429: not retried
     │   └── LLMResponseError         the endpoint responded with something unusable
     ├── TaskFailedError              a task's execution raised
@@ -213,6 +214,10 @@ class TransientLLMError(LLMError):
     ) -> None:
         super().__init__(message, status_code=status_code)
         self.retry_after_s = retry_after_s
+
+
+class LLMTimeoutError(TransientLLMError):
+    """A request to a model endpoint timed out; retried like other transient failures."""
 
 
 class LLMRequestError(LLMError):

@@ -18,10 +18,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import openai
 
+from dyntaskmas.adapt.allocator import Allocator
+from dyntaskmas.adapt.calibration import CostCalibrator
+from dyntaskmas.adapt.controller import ControllerConfig
+from dyntaskmas.adapt.monitor import Monitor
+from dyntaskmas.clock import MonotonicClock
 from dyntaskmas.config import EndpointConfig, Price, apply_config, load_config
 from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.context.relevance import DEFAULT_THETA
@@ -66,7 +71,10 @@ class RunOptions:
     embedded model is used. ``api_key_env`` names the environment variable
     that contains the API key (keys are never passed as values, so they stay out
     of shell history and process lists). ``concurrency`` limits requests in
-    flight per endpoint and defaults to the number of agents.
+    flight per endpoint: ``"auto"`` (the default) lets the allocator adapt
+    each limit while the run goes on, starting from the number of agents;
+    a number fixes it. An embedded server serves one request at a time, so
+    its limit is 1 either way.
     ``local_servers`` is how many embedded server processes to start; each
     serves one request at a time, so two give real parallelism on two cores.
     ``model_file`` replaces the embedded SmolLM2 weights with another GGUF file.
@@ -84,7 +92,7 @@ class RunOptions:
     model: str | None = None
     api_key_env: str | None = None
     agents: int = 4
-    concurrency: int | None = None
+    concurrency: int | Literal["auto"] = "auto"
     max_depth: int = 2
     max_subtasks: int = 6
     max_tasks: int = DEFAULT_MAX_TASKS
@@ -112,7 +120,11 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
-        if self.concurrency is not None:
+        if self.concurrency != "auto":
+            if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+                raise ConfigError(
+                    f"concurrency must be 'auto' or an integer >= 1, got {self.concurrency!r}"
+                )
             _at_least("concurrency", self.concurrency, 1)
         _at_least("max_depth", self.max_depth, 1)
         if self.max_depth > MAX_DEPTH_LIMIT:
@@ -193,6 +205,9 @@ def options_from_journal(recorded: Mapping[str, Any], **overrides: Any) -> RunOp
         for item in values.get("endpoints", ())
     )
     values["prices"] = {model: Price(**price) for model, price in values.get("prices", {}).items()}
+    if values.get("concurrency", "auto") is None:
+        # Journals written before adaptive concurrency stored None for "as many as agents".
+        values["concurrency"] = recorded.get("agents", "auto")
     values.update(overrides)
     options = RunOptions(**values)
     if options.config_file is not None:
@@ -219,6 +234,7 @@ class Runner:
         self._models: list[OpenAIChatModel] = []
         self._stack = contextlib.AsyncExitStack()
         self._engine: Engine | None = None
+        self._allocator: Allocator | None = None
         self._default_window = REMOTE_CONTEXT_WINDOW_TOKENS
         self.journal: JournalStore | None = None
         #: The id of the run started last, so that an interrupted caller can name it.
@@ -257,7 +273,8 @@ class Runner:
             run_id = new_run_id()
             logger.info("run %s is journalled in %s", run_id, self.journal.path)
         self.current_run_id = run_id
-        return await self.engine.run(request, run_id=run_id)
+        async with self._adapting():
+            return await self.engine.run(request, run_id=run_id)
 
     async def resume(self, state: ResumeState) -> RunResult:
         """Continue a journalled run from the state loaded from the journal.
@@ -266,9 +283,20 @@ class Runner:
         its request, under the same id.
         """
         self.current_run_id = state.run_id
-        if not state.deltas:
-            return await self.engine.run(state.request, run_id=state.run_id)
-        return await self.engine.resume(state)
+        async with self._adapting():
+            if not state.deltas:
+                return await self.engine.run(state.request, run_id=state.run_id)
+            return await self.engine.resume(state)
+
+    @property
+    def allocator(self) -> Allocator:
+        """The allocator that adapts (or, with a fixed concurrency, only monitors) each limit."""
+        if self._allocator is None:
+            raise RuntimeError("the runner is not open; use it in 'async with'")
+        return self._allocator
+
+    def _adapting(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.allocator.running()
 
     async def _open(self) -> None:
         options = self.options
@@ -324,8 +352,17 @@ class Runner:
         def new_context(run_id: str) -> ContextManager:
             return ContextManager(run_id, theta=options.theta)
 
+        calibrator = CostCalibrator()
         self._engine = Engine(
-            pool, planner=planner, config=config, context=new_context, tools=self.tools
+            pool,
+            planner=planner,
+            config=config,
+            context=new_context,
+            tools=self.tools,
+            calibrator=calibrator,
+        )
+        self._allocator = self._adaptive_manager(
+            pool, calibrator, self._engine, embedded=base_url is None
         )
         if options.journal:
             journal_dir = (
@@ -336,6 +373,32 @@ class Runner:
             JournalRecorder(self.journal, options=journal_options(options)).attach(
                 self._engine.events
             )
+
+    def _adaptive_manager(
+        self, pool: AgentPool, calibrator: CostCalibrator, engine: Engine, *, embedded: bool
+    ) -> Allocator:
+        """Wire the monitor, the calibrator and the allocator to the endpoints and events."""
+        clock = MonotonicClock()
+        monitor = Monitor(clock, pool=pool)
+        controlled = []
+        for endpoint in self.endpoints:
+            monitor.watch(endpoint)
+            calibrator.watch(endpoint)
+            # More requests in flight than agents cannot happen, and an
+            # embedded server stays at its one request.
+            limit = endpoint.limiter.limit
+            max_limit = limit if embedded else max(limit, self.options.agents)
+            controlled.append((endpoint, ControllerConfig(max_limit=max_limit)))
+        monitor.attach(engine.events)
+        calibrator.attach(engine.events)
+        return Allocator(
+            monitor,
+            controlled,
+            clock=clock,
+            events=engine.events,
+            pool=pool,
+            adjust=self.options.concurrency == "auto",
+        )
 
     async def _start_embedded(self) -> list[Endpoint]:
         options = self.options
@@ -375,7 +438,7 @@ class Runner:
             model=model,
             api_key=item.api_key,
             name=item.name,
-            concurrency=item.concurrency or self.options.concurrency or self.options.agents,
+            concurrency=item.concurrency or self._starting_concurrency(),
             structured_output=item.structured_output,
         )
 
@@ -400,9 +463,14 @@ class Runner:
             base_url,
             model=model,
             api_key=api_key,
-            concurrency=options.concurrency or options.agents,
+            concurrency=self._starting_concurrency(),
             structured_output=options.structured_output,
         )
+
+    def _starting_concurrency(self) -> int:
+        """Return an endpoint's first limit: the fixed one, or the agent count to adapt from."""
+        concurrency = self.options.concurrency
+        return self.options.agents if concurrency == "auto" else concurrency
 
 
 async def _served_models(endpoint: Endpoint) -> list[str]:

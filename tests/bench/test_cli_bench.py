@@ -43,7 +43,7 @@ def test_all_without_data_skips_asynchow(
     captured = capsys.readouterr()
     names = [json.loads(line)["experiment"] for line in captured.out.splitlines()]
     assert status == EXIT_OK
-    assert names == ["baseline", "scaling", "utilisation", "overhead", "theta"]
+    assert names == ["baseline", "scaling", "utilisation", "overhead", "theta", "adaptive"]
     assert "skipping the asynchow experiment" in captured.err
 
 

@@ -53,6 +53,21 @@ def test_overhead_rows_per_size() -> None:
     assert all(row["cpu_us_per_task"] > 0 for row in result.rows)
 
 
+def test_adaptive_rows_and_series() -> None:
+    result = run_experiment("adaptive", data_dir=None, sizes=QUICK)
+
+    names = [row["policy"] for row in result.rows]
+    assert names == ["fixed 4", "fixed 32", "auto from 4"]
+    assert result.columns == ("policy", "throughput_tasks_per_s", "rate_429", "p95_latency_s")
+    rows = {row["policy"]: row for row in result.rows}
+    # Latency doubles past 24 in flight, so 32 in flight are slower than the allocator.
+    assert rows["fixed 32"]["p95_latency_s"] > rows["auto from 4"]["p95_latency_s"]
+    assert rows["auto from 4"]["throughput_tasks_per_s"] > rows["fixed 4"]["throughput_tasks_per_s"]
+    buckets = QUICK.adaptive_duration_s / 5.0
+    assert len(result.series) == len(names) * buckets
+    assert json.loads(json.dumps(result.to_json()))["series"][0]["policy"] == "fixed 4"
+
+
 @pytest.mark.skipif(not HAS_ASYNCHOW, reason=f"AsyncHow data not found under {SHARED_DATA}")
 def test_asynchow_ratios_at_least_one() -> None:
     result = run_experiment("asynchow", data_dir=SHARED_DATA, sizes=QUICK)

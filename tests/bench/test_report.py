@@ -74,3 +74,26 @@ def test_plot_writes_png(tmp_path: Path) -> None:
     plot_result(RESULT, path)
 
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adaptive_plot_writes_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    series = tuple(
+        {
+            "policy": policy,
+            "start_s": start,
+            "throughput_tasks_per_s": 1.0,
+            "rate_429": 0.0,
+            "limit": 4.0,
+        }
+        for policy in ("fixed 4", "auto from 4")
+        for start in (0.0, 5.0)
+    )
+    result = ExperimentResult(
+        name="adaptive", title="t", columns=("policy",), rows=(), series=series
+    )
+    path = tmp_path / "adaptive.png"
+
+    plot_result(result, path)
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

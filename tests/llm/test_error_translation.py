@@ -15,6 +15,7 @@ from dyntaskmas.errors import (
     LLMError,
     LLMRequestError,
     LLMResponseError,
+    LLMTimeoutError,
     TransientLLMError,
 )
 from dyntaskmas.llm.openai_backend import translate_error
@@ -62,7 +63,7 @@ CASES: dict[str, tuple[Callable[[], BaseException], type[LLMError]]] = {
         lambda: openai.APIConnectionError(request=REQUEST),
         EndpointUnavailableError,
     ),
-    "openai.APITimeoutError": (lambda: openai.APITimeoutError(REQUEST), TransientLLMError),
+    "openai.APITimeoutError": (lambda: openai.APITimeoutError(REQUEST), LLMTimeoutError),
     "openai.APIResponseValidationError": (
         lambda: openai.APIResponseValidationError(response(200), body=None),
         LLMResponseError,

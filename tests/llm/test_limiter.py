@@ -220,3 +220,58 @@ async def test_gate_extended_while_waiting() -> None:
     assert clock.deadlines() == [3.0]
     clock.advance(2.0)
     await waiter
+
+
+async def test_gate_lets_one_probe_through_after_pause() -> None:
+    clock = ManualClock()
+    gate = BackoffGate(clock)
+    gate.close_for(1.0)
+    waiters = [asyncio.create_task(gate.wait()) for _ in range(3)]
+    await clock.wait_for_sleepers(3)
+
+    clock.advance(1.0)
+    await let_tasks_block()
+    await let_tasks_block()
+
+    done = [waiter for waiter in waiters if waiter.done()]
+    assert len(done) == 1
+    assert done[0].result() is True
+    assert gate.half_open
+
+    gate.settle_probe(throttled=False)
+    results = await asyncio.gather(*waiters)
+    assert sorted(results) == [False, False, True]
+    assert not gate.half_open
+
+
+async def test_gate_throttled_probe_hands_over() -> None:
+    clock = ManualClock()
+    gate = BackoffGate(clock)
+    gate.close_for(1.0)
+    first = asyncio.create_task(gate.wait())
+    second = asyncio.create_task(gate.wait())
+    await clock.wait_for_sleepers(2)
+    clock.advance(1.0)
+    await let_tasks_block()
+    await let_tasks_block()
+    probe, other = (first, second) if first.done() else (second, first)
+    assert probe.result() is True
+
+    # The probe was throttled again: the gate closes, and the other caller
+    # becomes the next probe once the new pause ends.
+    gate.close_for(2.0)
+    gate.settle_probe(throttled=True)
+    await clock.wait_for_sleepers(1)
+    assert not other.done()
+    clock.advance(2.0)
+
+    assert await other is True
+    assert gate.half_open
+    assert gate.pauses == 2
+
+
+async def test_gate_open_without_pause_has_no_probe() -> None:
+    gate = BackoffGate(ManualClock())
+
+    assert await gate.wait() is False
+    assert not gate.half_open

@@ -25,6 +25,7 @@ from dyntaskmas.errors import (
     LLMResponseError,
     TransientLLMError,
 )
+from dyntaskmas.llm.attempts import AttemptRecord
 from dyntaskmas.llm.endpoint import Endpoint
 from dyntaskmas.llm.openai_backend import OpenAIChatModel
 from dyntaskmas.llm.retry import RetryPolicy
@@ -448,3 +449,36 @@ async def test_gate_holds_other_callers() -> None:
     assert first.result().attempts == 2
     assert second.result().attempts == 2
     assert len(server.calls) == 4
+
+
+async def test_429_without_retry_after_closes_gate_for_backoff() -> None:
+    clock = ManualClock()
+    throttled = ScriptedReply(status=429)
+    single_attempt = RetryPolicy(max_attempts=1, base_delay_s=1.0, max_delay_s=1.0)
+    async with serve(lambda request: throttled, policy=single_attempt, clock=clock) as (_, model):
+        records: list[AttemptRecord] = []
+        model.endpoint.attempt_listeners.append(records.append)
+        with pytest.raises(TransientLLMError):
+            await model.complete(QUESTION, max_tokens=8)
+
+    assert 0.0 < model.endpoint.gate.open_at <= 1.0
+    assert model.endpoint.gate.half_open
+    assert [(r.status, r.status_code, r.retry_after_s) for r in records] == [
+        ("rate_limited", 429, None)
+    ]
+
+
+async def test_every_attempt_reaches_listeners() -> None:
+    handler = reply_sequence(
+        ScriptedReply(status=429, headers={"Retry-After": "0"}),
+        ScriptedReply(text="4", prompt_tokens=12, completion_tokens=3),
+    )
+    async with serve(handler) as (_, model):
+        records: list[AttemptRecord] = []
+        model.endpoint.attempt_listeners.append(records.append)
+        await model.complete(QUESTION, max_tokens=8)
+
+    assert [r.status for r in records] == ["rate_limited", "ok"]
+    assert records[0].retry_after_s == 0.0
+    assert (records[1].prompt_tokens, records[1].completion_tokens) == (12, 3)
+    assert all(r.endpoint == model.endpoint.name for r in records)

@@ -19,6 +19,7 @@ import pytest
 
 from dyntaskmas.cli import EXIT_OK, EXIT_USAGE, build_parser, main, sim_server_from_args
 from dyntaskmas.errors import ConfigError
+from dyntaskmas.sim.capacity import ThrottleWindow
 
 COMMAND = Path(sys.executable).parent / "dyntaskmas"
 STARTUP_TIMEOUT_S = 30.0
@@ -147,6 +148,10 @@ async def test_bad_option_exits_with_one_line(options: list[str], message: str) 
         (["--retry-after", "inf"], "--retry-after must be a number of seconds >= 0"),
         (["--max-context-tokens", "0"], "--max-context-tokens must be >= 1"),
         (["--trace-dir", "/nonexistent"], "--trace-dir needs --output-lengths"),
+        (["--inflate-above", "0"], "--inflate-above must be >= 1"),
+        (["--reject-above", "10"], "--reject-above (10) must be >= --inflate-above (24)"),
+        (["--throttle", "0,5"], "--throttle must be three numbers"),
+        (["--throttle", "0,-5,2"], "--throttle values must be numbers of seconds >= 0"),
     ],
 )
 def test_invalid_value_is_usage_error(
@@ -204,3 +209,18 @@ def test_missing_trace_directory_is_config_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="does not exist"):
         sim_server_from_args(args)
+
+
+def test_capacity_options_build_profile() -> None:
+    args = build_parser().parse_args(
+        ["serve-sim", "--reject-above", "50", "--throttle", "1,5,2", "--retry-after", "3"]
+    )
+
+    server = sim_server_from_args(args)
+
+    assert server.capacity is not None
+    assert (server.capacity.inflate_above, server.capacity.reject_above) == (24, 50)
+    assert server.capacity.retry_after_s == 3.0
+    assert server.capacity.throttle == ThrottleWindow(1.0, 5.0, 2.0)
+    plain = sim_server_from_args(build_parser().parse_args(["serve-sim"]))
+    assert plain.capacity is None

@@ -10,6 +10,8 @@
 ``overhead``   the engine's own CPU time per no-op task
 ``theta``      context tokens, deliveries, coordination time and task
                success for each relevance threshold θ
+``adaptive``   throughput, 429 rate and p95 latency of fixed concurrency
+               limits against the allocator on the hidden-capacity server
 ``context``    the context manager's commits and θ decisions per second
                with 16 to 256 concurrent agents, in memory and on Redis;
                not part of ``all`` (see :data:`STANDALONE_EXPERIMENTS`)
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dyntaskmas.bench.adaptive import AdaptivePolicy, run_policy
 from dyntaskmas.bench.asynchow import ASYNC_FILE, plan_workload, read_plans
 from dyntaskmas.bench.context_load import StoreKind, local_redis, run_load
 from dyntaskmas.bench.harness import POLICIES, Policy, RunSettings, run_workload
@@ -54,6 +57,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "asynchow",
     "overhead",
     "theta",
+    "adaptive",
 )
 #: Experiments that ``all`` leaves out: ``context`` takes about 2 minutes of real
 #: time on 2 cores and starts a redis-server, against under a second for
@@ -100,6 +104,11 @@ class Sizes:
     context_think_s: tuple[float, ...] = (0.02, 1.0)
     #: Worker processes for the Redis rows; memory rows always use one.
     context_processes: tuple[int, ...] = (1, 2)
+    adaptive_limits: tuple[int, ...] = (4, 16, 24, 32, 64)
+    adaptive_starts: tuple[int, ...] = (4, 100)
+    adaptive_agents: int = 128
+    adaptive_duration_s: float = 180.0
+    adaptive_warmup_s: float = 60.0
 
 
 FULL = Sizes()
@@ -121,6 +130,11 @@ QUICK = Sizes(
     context_rounds=2,
     context_think_s=(0.0,),
     context_processes=(1, 2),
+    adaptive_limits=(4, 32),
+    adaptive_starts=(4,),
+    adaptive_agents=48,
+    adaptive_duration_s=30.0,
+    adaptive_warmup_s=10.0,
 )
 
 
@@ -135,15 +149,20 @@ class ExperimentResult:
     notes: tuple[str, ...] = ()
     # Workload shapes, by workload name, for the report.
     shapes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Rows of a time series for the plot, such as throughput per interval.
+    series: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Return ``{"experiment": NAME, "rows": [...]}`` plus notes and shapes."""
-        return {
+        data: dict[str, Any] = {
             "experiment": self.name,
             "rows": [dict(row) for row in self.rows],
             "notes": list(self.notes),
             "shapes": {name: dict(shape) for name, shape in self.shapes.items()},
         }
+        if self.series:
+            data["series"] = [dict(point) for point in self.series]
+        return data
 
 
 def _shape(workload: Workload) -> dict[str, Any]:
@@ -453,6 +472,59 @@ def theta(sizes: Sizes = FULL) -> ExperimentResult:
     )
 
 
+# --- adaptive ---------------------------------------------------------------------
+
+
+def adaptive(sizes: Sizes = FULL) -> ExperimentResult:
+    """Run each fixed limit and the allocator from each start on the hidden-capacity server."""
+    policies = [AdaptivePolicy(limit, adaptive=False) for limit in sizes.adaptive_limits]
+    policies += [AdaptivePolicy(limit, adaptive=True) for limit in sizes.adaptive_starts]
+    rows: list[dict[str, Any]] = []
+    series: list[dict[str, Any]] = []
+    for policy in policies:
+        run = run_policy(
+            policy,
+            agents=sizes.adaptive_agents,
+            duration_s=sizes.adaptive_duration_s,
+            warmup_s=sizes.adaptive_warmup_s,
+            seed=sizes.seed,
+        )
+        rows.append(
+            {
+                "policy": policy.name,
+                "throughput_tasks_per_s": round(run.throughput_tasks_per_s, 3),
+                "rate_429": round(run.rate_429, 4),
+                "p95_latency_s": round(run.p95_latency_s, 3),
+            }
+        )
+        series.extend(
+            {
+                "policy": policy.name,
+                "start_s": point.start_s,
+                "throughput_tasks_per_s": round(point.throughput_tasks_per_s, 3),
+                "rate_429": round(point.rate_429, 4),
+                "limit": round(point.limit, 2),
+            }
+            for point in run.series
+        )
+    return ExperimentResult(
+        name="adaptive",
+        title=f"Fixed limits against the allocator, {sizes.adaptive_agents} agents, "
+        "hidden-capacity server",
+        columns=("policy", "throughput_tasks_per_s", "rate_429", "p95_latency_s"),
+        rows=tuple(rows),
+        notes=(
+            f"Measured over simulated seconds {sizes.adaptive_warmup_s:g} to "
+            f"{sizes.adaptive_duration_s:g} of each run. Each request takes 0.0005 s per prompt "
+            "token plus 0.009 s per output token (60 to 140), twice that when it arrives with "
+            "more than 24 in flight, and gets a 429 with Retry-After: 1 when more than 40 "
+            "would be in flight. rate_429: share of attempts that got a 429. "
+            "p95_latency_s: of successful attempts.",
+        ),
+        series=tuple(series),
+    )
+
+
 # --- context ----------------------------------------------------------------------
 
 
@@ -531,6 +603,7 @@ def run_experiment(name: str, *, data_dir: Path | None, sizes: Sizes = FULL) -> 
         "utilisation": lambda: utilisation(sizes),
         "overhead": lambda: overhead(sizes),
         "theta": lambda: theta(sizes),
+        "adaptive": lambda: adaptive(sizes),
         "context": lambda: context(sizes),
     }
     if name == "asynchow":

@@ -36,6 +36,9 @@ def _pyplot() -> Any:
 def plot_result(result: ExperimentResult, path: Path) -> None:
     """Draw the standard plot of ``result`` into the PNG file ``path``."""
     pyplot = _pyplot()
+    if result.name == "adaptive":
+        _adaptive(pyplot, result, path)
+        return
     figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=110)
     try:
         drawers = {
@@ -147,3 +150,33 @@ def _context(axes: Any, rows: Sequence[Mapping[str, Any]]) -> None:
     axes.set_xlabel("concurrent agents")
     axes.set_ylabel("per real second")
     axes.legend(fontsize=7)
+
+
+def _adaptive(pyplot: Any, result: ExperimentResult, path: Path) -> None:
+    """Draw throughput, concurrency limit and 429 share over time, one line per policy."""
+    figure, (throughput, limit, rejected) = pyplot.subplots(
+        3, 1, figsize=(7, 7.5), dpi=110, sharex=True
+    )
+    try:
+        series = list(result.series)
+        for name, (xs, ys) in _series(
+            series, "policy", "start_s", "throughput_tasks_per_s"
+        ).items():
+            throughput.plot(xs, ys, label=name)
+        for name, (xs, ys) in _series(series, "policy", "start_s", "limit").items():
+            limit.plot(xs, ys, label=name)
+        for name, (xs, ys) in _series(series, "policy", "start_s", "rate_429").items():
+            rejected.plot(xs, ys, label=name)
+        throughput.set_ylabel("tasks per simulated s")
+        limit.set_ylabel("concurrency limit")
+        rejected.set_ylabel("share of attempts with 429")
+        rejected.set_xlabel("simulated s")
+        # The middle plot has room between the limits of 24 and 64.
+        limit.legend(fontsize=7, ncol=2, loc="center right")
+        throughput.set_title(result.title, fontsize=9)
+        for axes in (throughput, limit, rejected):
+            axes.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(path)
+    finally:
+        pyplot.close(figure)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,6 +70,9 @@ class AgentPool:
 
     agents: list[Agent]
     limits: Mapping[str, SlotLimit] = field(default_factory=dict)
+    #: Called by :meth:`capacity_raised`; the executor registers one per run,
+    #: so that waiting tasks start without waiting for a completion.
+    capacity_listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _running: Counter[str] = field(default_factory=Counter, init=False, repr=False)
     # Endpoint -> role -> idle agents on that endpoint serving that role.
     _idle_count: dict[str, Counter[str]] = field(default_factory=dict, init=False, repr=False)
@@ -123,6 +126,11 @@ class AgentPool:
         """Tell whether ``endpoint`` can take one more task under its limit."""
         limiter = self.limits.get(endpoint)
         return limiter is None or self._running[endpoint] < limiter.limit
+
+    def capacity_raised(self) -> None:
+        """Tell the executors that a limit went up, so ready tasks may start now."""
+        for listener in list(self.capacity_listeners):
+            listener()
 
     def busy_count(self) -> int:
         return sum(self._running.values())

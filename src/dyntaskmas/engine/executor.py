@@ -40,7 +40,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
 
@@ -130,6 +131,14 @@ class Decomposer(Protocol):
     async def decompose(
         self, request: str, task: TaskSpec, *, model: ChatModel | None = None
     ) -> PlanOutcomeLike: ...
+
+
+class Recalibrator(Protocol):
+    """A source of cost estimates measured during a run; see :mod:`dyntaskmas.adapt.calibration`."""
+
+    def recalibrate(self, graph: TaskGraph) -> bool:
+        """Update the estimates of tasks not yet started; return whether any changed."""
+        ...
 
 
 class PlanOutcomeLike(Protocol):
@@ -264,7 +273,8 @@ class _Run:
     graph: TaskGraph
     queue: ReadyQueue
     started: float
-    completions: asyncio.Queue[_Outcome] = field(default_factory=asyncio.Queue)
+    # None wakes the loop without a completion: the pool gained capacity.
+    completions: asyncio.Queue[_Outcome | None] = field(default_factory=asyncio.Queue)
     running: set[str] = field(default_factory=set)
     joins: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -307,10 +317,12 @@ class Engine:
         context: Callable[[str], ContextManager] | None = None,
         events: EventBus | None = None,
         tools: ToolRegistry | None = None,
+        calibrator: Recalibrator | None = None,
     ) -> None:
         self.pool = pool
         # Offered to the model of every work task whose backend supports tools.
         self.tools = tools if tools else None
+        self.calibrator = calibrator
         self.planner = planner
         self.config = config or EngineConfig()
         self.clock = clock or MonotonicClock()
@@ -431,11 +443,12 @@ class Engine:
     async def _drive(self, run: _Run) -> RunResult:
         """Run the loop until no task is running or ready, then build the result."""
         graph = run.graph
-        async with asyncio.TaskGroup() as group:
+        async with asyncio.TaskGroup() as group, self._wake_on_capacity(run):
             while True:
                 # Pick ready tasks and launch them on idle agents.
                 await self._finish_joins(run)
                 self._release_next_level(run)
+                self._recalibrate(run)
                 for task_id, agent in self._dispatch(run):
                     group.create_task(self._execute(run, task_id, agent))
                 if not run.running:
@@ -566,7 +579,24 @@ class Engine:
         for error in result.errors:
             run.notes.append(f"context update of task {spec.id!r} was rejected: {error}")
 
-    def _apply(self, run: _Run, outcome: _Outcome) -> None:
+    @asynccontextmanager
+    async def _wake_on_capacity(self, run: _Run) -> AsyncIterator[None]:
+        def wake() -> None:
+            run.completions.put_nowait(None)
+
+        self.pool.capacity_listeners.append(wake)
+        try:
+            yield
+        finally:
+            self.pool.capacity_listeners.remove(wake)
+
+    def _recalibrate(self, run: _Run) -> None:
+        if self.calibrator is not None and self.calibrator.recalibrate(run.graph):
+            self._refresh_priorities(run)
+
+    def _apply(self, run: _Run, outcome: _Outcome | None) -> None:
+        if outcome is None:
+            return  # a wake-up: the loop dispatches again
         run.running.discard(outcome.task_id)
         self.pool.release(outcome.agent, outcome.finished_at - outcome.started_at)
         run.model_calls.extend(outcome.completions)

@@ -440,6 +440,23 @@ class TaskGraph:
         # changes W(v, s), which only D(v) reads.
         self._update_priorities(self._preds[task_id] | {task_id})
 
+    def update_costs(self, costs_s: Mapping[str, float]) -> None:
+        """Replace the cost estimates C(v) of many tasks and refresh priorities once."""
+        dirty: set[str] = set()
+        for task_id, cost_s in costs_s.items():
+            task = self.task(task_id)
+            task.spec = replace(task.spec, cost_s=cost_s)
+            dirty.add(task_id)
+            dirty.update(self._preds[task_id])
+        if dirty:
+            self._update_priorities(dirty)
+
+    def set_transfer(self, transfer: TransferModel) -> None:
+        """Replace the transfer model behind I(u, v) and recompute every priority."""
+        self.transfer = transfer
+        self._scale = self._current_scale()
+        self._recompute_all()
+
     def _active(self, task_id: str) -> bool:
         return self.tasks[task_id].state not in _INACTIVE
 

@@ -16,11 +16,13 @@ from typing import Any
 
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.observe.events import (
+    AllocatorDecision,
     ContextDelivered,
     Event,
     GraphChanged,
     LLMCallFinished,
     LLMCallRetried,
+    MonitorSample,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -44,6 +46,8 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     ContextDelivered,
     LLMCallFinished,
     LLMCallRetried,
+    MonitorSample,
+    AllocatorDecision,
 )
 EVENT_TYPES: Mapping[str, type[Event]] = {cls.__name__: cls for cls in _EVENT_CLASSES}
 

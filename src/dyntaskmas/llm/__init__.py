@@ -3,6 +3,7 @@
 - :mod:`~dyntaskmas.llm.types`: messages, completions and the ChatModel protocol.
 - :mod:`~dyntaskmas.llm.retry`: the retry policy (pure).
 - :mod:`~dyntaskmas.llm.limiter`: per-endpoint concurrency limit and backoff gate.
+- :mod:`~dyntaskmas.llm.attempts`: the shared retry loop and the record of each attempt.
 - :mod:`~dyntaskmas.llm.endpoint`: an endpoint and the limits its callers share.
 - :mod:`~dyntaskmas.llm.openai_backend`: the OpenAI-compatible HTTP backend.
 - :mod:`~dyntaskmas.llm.scripted`: a scripted OpenAI-compatible server for tests.
@@ -20,6 +21,12 @@ from typing import TYPE_CHECKING
 from dyntaskmas._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from dyntaskmas.llm.attempts import (
+        AttemptRecord,
+        LocalFlow,
+        RetryingChatModel,
+        call_with_retries,
+    )
     from dyntaskmas.llm.embedded import EmbeddedServer, find_model_file
     from dyntaskmas.llm.endpoint import Endpoint, StructuredOutputMode
     from dyntaskmas.llm.limiter import BackoffGate, ConcurrencyLimiter
@@ -35,6 +42,10 @@ if TYPE_CHECKING:
     from dyntaskmas.llm.types import ChatMessage, ChatModel, Completion, Usage
 
 _MODULE_OF: dict[str, str] = {
+    "AttemptRecord": "attempts",
+    "LocalFlow": "attempts",
+    "RetryingChatModel": "attempts",
+    "call_with_retries": "attempts",
     "BackoffGate": "limiter",
     "ChatMessage": "types",
     "ChatModel": "types",
@@ -56,6 +67,7 @@ _MODULE_OF: dict[str, str] = {
 }
 
 __all__ = [
+    "AttemptRecord",
     "BackoffGate",
     "ChatMessage",
     "ChatModel",
@@ -63,14 +75,17 @@ __all__ = [
     "ConcurrencyLimiter",
     "EmbeddedServer",
     "Endpoint",
+    "LocalFlow",
     "OpenAIChatModel",
     "RecordedCall",
     "RetryPolicy",
+    "RetryingChatModel",
     "ScriptedLLMServer",
     "ScriptedReply",
     "ScriptedRequest",
     "StructuredOutputMode",
     "Usage",
+    "call_with_retries",
     "find_model_file",
     "reply_sequence",
     "translate_error",

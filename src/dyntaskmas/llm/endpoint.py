@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.errors import ConfigError
 from dyntaskmas.llm.limiter import BackoffGate, ConcurrencyLimiter
+
+if TYPE_CHECKING:
+    from dyntaskmas.llm.attempts import AttemptListener
 
 #: Request form that carries the JSON schema of a structured-output call.
 #: ``"json_schema"`` is OpenAI's form,
@@ -77,6 +80,8 @@ class Endpoint:
         # through the retry policy and the backoff gate.
         self.limiter = ConcurrencyLimiter(concurrency)
         self.gate = BackoffGate(self.clock)
+        #: Called with every attempt's record; see :mod:`dyntaskmas.llm.attempts`.
+        self.attempt_listeners: list[AttemptListener] = []
 
     @property
     def api_key(self) -> str:

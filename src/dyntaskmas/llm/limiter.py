@@ -8,10 +8,11 @@ first served.
 :class:`BackoffGate` holds back every request to an endpoint after the server
 asks for a pause (a 429 or 503 with Retry-After). Without it each caller
 would back off on its own, and callers that were throttled together would
-retry together and be throttled again.
+retry together and be throttled again. After a pause it lets one probe
+request through and holds the others until the probe's outcome is known.
 
 Neither class retries or talks to the network; the retry loop in
-:mod:`dyntaskmas.llm.openai_backend` uses both.
+:mod:`dyntaskmas.llm.attempts` uses both.
 """
 
 from __future__ import annotations
@@ -112,22 +113,38 @@ class ConcurrencyLimiter:
 
 
 class BackoffGate:
-    """A pause shared by every request to one endpoint.
+    """A pause shared by every request to one endpoint, reopened by a single probe.
 
     :meth:`close_for` moves the reopening time later, never earlier, so the
     longest pause any server response asked for wins. :meth:`wait` returns
     once the gate is open, rechecking after each sleep because another
     response may have extended the pause in the meantime.
+
+    After a pause the gate is half-open: the first caller through is the
+    probe (:meth:`wait` returns True for it) and every other caller waits
+    until the probe's attempt is settled with :meth:`settle_probe`. So
+    callers throttled together never retry together: while the server keeps
+    throttling, one request per pause reaches it instead of one per caller.
     """
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._open_at = self._clock.now()
+        # True from a pause until a probe's attempt was not throttled.
+        self._half_open = False
+        self._probe_out = False
+        self._probe_waiters: list[asyncio.Future[None]] = []
+        self.pauses = 0
 
     @property
     def open_at(self) -> float:
         """The clock time at which requests may be sent again."""
         return self._open_at
+
+    @property
+    def half_open(self) -> bool:
+        """Whether the gate lets only a probe through until one attempt is not throttled."""
+        return self._half_open
 
     def remaining_s(self) -> float:
         """Return the seconds until the gate opens, 0 when it is open."""
@@ -137,11 +154,49 @@ class BackoffGate:
         """Hold back every request for ``seconds`` from now, unless already held longer."""
         if seconds > 0:
             self._open_at = max(self._open_at, self._clock.now() + seconds)
+            self._half_open = True
+            self.pauses += 1
 
-    async def wait(self) -> None:
-        """Wait until the gate is open."""
-        while (remaining := self._open_at - self._clock.now()) > 0:
-            await self._clock.sleep(remaining)
+    async def wait(self) -> bool:
+        """Wait until this caller may send; return True when it is the probe after a pause.
+
+        A caller that gets True must call :meth:`settle_probe` once its
+        attempt is over, whatever the outcome, or the other callers wait on.
+        """
+        while True:
+            remaining = self._open_at - self._clock.now()
+            if remaining > 0:
+                await self._clock.sleep(remaining)
+                continue
+            if not self._half_open:
+                return False
+            if not self._probe_out:
+                self._probe_out = True
+                return True
+            await self._wait_for_probe()
+
+    def settle_probe(self, *, throttled: bool) -> None:
+        """Report the probe's outcome: a throttled probe keeps the gate half-open.
+
+        A probe that gave up without a response (cancelled, connection
+        failed) counts as throttled, so the next caller probes again.
+        """
+        self._probe_out = False
+        if not throttled:
+            self._half_open = False
+        waiters, self._probe_waiters = self._probe_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait_for_probe(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probe_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._probe_waiters:
+                self._probe_waiters.remove(waiter)
 
 
 def _check_limit(limit: int) -> None:

@@ -5,7 +5,9 @@ with the official ``openai`` SDK. The SDK's own retries are switched off
 (``max_retries=0``) because retries must share state across callers: each
 attempt waits on the endpoint's :class:`~dyntaskmas.llm.limiter.BackoffGate`,
 then takes a slot of its :class:`~dyntaskmas.llm.limiter.ConcurrencyLimiter`,
-and the delays come from a :class:`~dyntaskmas.llm.retry.RetryPolicy`.
+and the delays come from a :class:`~dyntaskmas.llm.retry.RetryPolicy`. That
+loop is :func:`~dyntaskmas.llm.attempts.call_with_retries`, shared with the
+in-process simulator.
 
 Which failures are retried:
 
@@ -38,8 +40,10 @@ from dyntaskmas.errors import (
     LLMError,
     LLMRequestError,
     LLMResponseError,
+    LLMTimeoutError,
     TransientLLMError,
 )
+from dyntaskmas.llm.attempts import call_with_retries
 from dyntaskmas.llm.endpoint import Endpoint
 from dyntaskmas.llm.retry import RetryPolicy, retry_after_from_headers
 from dyntaskmas.llm.types import ChatMessage, Completion, ToolCall, ToolSpec, Usage
@@ -126,70 +130,33 @@ class OpenAIChatModel:
             extra_body = _response_format_body(json_schema, endpoint)
         if tools:
             extra_body = {**(extra_body or {}), "tools": [_tool_param(tool) for tool in tools]}
-        attempts = 0
-        previous_delay_s: float | None = None
 
-        while True:
-            attempts += 1
-
-            # Wait for the gate before queueing for a slot, and again once a
-            # slot is held, because another caller may have closed the gate
-            # while this one was queued.
-            await endpoint.gate.wait()
-            async with endpoint.limiter.acquire():
-                await endpoint.gate.wait()
-                started = endpoint.clock.now()
-                try:
-                    # NOTE: max_tokens is what llama.cpp, vLLM and Ollama read.
-                    # OpenAI's reasoning models reject it and need
-                    # max_completion_tokens instead, which is not sent yet.
-                    response = await self._client.chat.completions.create(
-                        model=endpoint.model,
-                        messages=message_params,
-                        max_tokens=max_tokens,
-                        temperature=temperature,
-                        extra_body=extra_body,
-                    )
-                except (openai.OpenAIError, json.JSONDecodeError) as exc:
-                    failure: Exception = exc
-                else:
-                    latency_s = endpoint.clock.now() - started
-                    return _completion_from_response(
-                        response, endpoint=endpoint, latency_s=latency_s, attempts=attempts
-                    )
-
-            error = translate_error(
-                failure,
-                url=f"{endpoint.base_url}/chat/completions",
-                attempts=attempts,
-                now_epoch_s=time.time(),
+        async def attempt(attempts: int) -> Completion:
+            started = endpoint.clock.now()
+            try:
+                # NOTE: max_tokens is what llama.cpp, vLLM and Ollama read.
+                # OpenAI's reasoning models reject it and need
+                # max_completion_tokens instead, which is not sent yet.
+                response = await self._client.chat.completions.create(
+                    model=endpoint.model,
+                    messages=message_params,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    extra_body=extra_body,
+                )
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                raise translate_error(
+                    exc,
+                    url=f"{endpoint.base_url}/chat/completions",
+                    attempts=attempts,
+                    now_epoch_s=time.time(),
+                ) from exc
+            latency_s = endpoint.clock.now() - started
+            return _completion_from_response(
+                response, endpoint=endpoint, latency_s=latency_s, attempts=attempts
             )
-            retry_after_s = error.retry_after_s if isinstance(error, TransientLLMError) else None
-            # The pause applies to every caller, even when this call gives up.
-            # A pause too long to wait for is not imposed on anyone.
-            if retry_after_s is not None and retry_after_s <= self.policy.max_retry_after_s:
-                endpoint.gate.close_for(retry_after_s)
 
-            retryable = isinstance(error, TransientLLMError | EndpointUnavailableError)
-            if not retryable or not self.policy.should_retry(attempts, retry_after_s=retry_after_s):
-                raise error from failure
-
-            delay_s = self.policy.delay_s(
-                attempts + 1,
-                self._rng,
-                retry_after_s=retry_after_s,
-                previous_delay_s=previous_delay_s,
-            )
-            previous_delay_s = delay_s
-            logger.info(
-                "endpoint %s: attempt %d of %d failed (%s); retrying in %.2f s",
-                endpoint.name,
-                attempts,
-                self.policy.max_attempts,
-                _describe_failure(failure),
-                delay_s,
-            )
-            await endpoint.clock.sleep(delay_s)
+        return await call_with_retries(endpoint, attempt, policy=self.policy, rng=self._rng)
 
 
 def translate_error(exc: Exception, *, url: str, attempts: int, now_epoch_s: float) -> LLMError:
@@ -206,7 +173,7 @@ def translate_error(exc: Exception, *, url: str, attempts: int, now_epoch_s: flo
 
     # APITimeoutError subclasses APIConnectionError, so it is checked first.
     if isinstance(exc, openai.APITimeoutError):
-        return TransientLLMError(
+        return LLMTimeoutError(
             f"request to {url} timed out {tried}; "
             f"raise the request timeout (timeout_s) or lower the endpoint's concurrency"
         )
@@ -241,17 +208,6 @@ def translate_error(exc: Exception, *, url: str, attempts: int, now_epoch_s: flo
         )
 
     return LLMError(f"chat completion request to {url} failed: {type(exc).__name__}: {exc}")
-
-
-def _describe_failure(exc: Exception) -> str:
-    """Return a few words naming a failed attempt's cause, for log lines."""
-    if isinstance(exc, openai.APITimeoutError):
-        return "timed out"
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection failed"
-    if isinstance(exc, openai.APIStatusError):
-        return f"HTTP {exc.status_code}"
-    return type(exc).__name__
 
 
 def _translate_status_error(

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING
 
 from dyntaskmas._lazy import lazy_exports
 from dyntaskmas.observe.events import (
+    AllocatorDecision,
     ContextDelivered,
     Event,
     EventBus,
     GraphChanged,
     LLMCallFinished,
     LLMCallRetried,
+    MonitorSample,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -71,6 +73,7 @@ _MODULE_OF = {
 
 __all__ = [
     "Accounting",
+    "AllocatorDecision",
     "ContextDelivered",
     "Event",
     "EventBus",
@@ -79,6 +82,7 @@ __all__ = [
     "LLMCallRetried",
     "LiveProgress",
     "ModelPrice",
+    "MonitorSample",
     "PlanTree",
     "Prices",
     "RunFinished",

@@ -3,7 +3,9 @@
 The engine emits one event per state change: the run started, the graph
 changed, a task became ready, started, finished, failed or was cancelled,
 a task's context was chosen, a model call finished (and whether it was
-retried), the run ended.
+retried), the run ended. While a run goes on, the adaptive allocator adds
+a :class:`MonitorSample` and an :class:`AllocatorDecision` per endpoint
+every control interval.
 Every event carries the run's id and ``at_s``, seconds since the run
 started on the engine's clock.
 
@@ -162,6 +164,45 @@ class RunFinished(Event):
     status: str
     makespan_s: float
     llm_calls: int
+
+
+@dataclass(frozen=True)
+class MonitorSample(Event):
+    """One endpoint's statistics over the monitor's window, once per control interval.
+
+    Latencies are of successful calls, in seconds; None when none finished.
+    ``ready_tasks`` counts ready tasks of every role that wait for an agent.
+    """
+
+    endpoint: str
+    limit: int
+    in_flight: int
+    waiting: int
+    requests: int
+    throughput_per_s: float
+    tokens_per_s: float
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    rate_429: float
+    error_rate: float
+    ready_tasks: int
+
+
+@dataclass(frozen=True)
+class AllocatorDecision(Event):
+    """The allocator's decision on one endpoint's concurrency limit for the next interval.
+
+    ``reason`` names the rule that applied (see
+    :mod:`dyntaskmas.adapt.controller`); ``latency_s`` and ``baseline_s``
+    are the measured and baseline seconds per completion token.
+    """
+
+    endpoint: str
+    old_limit: int
+    new_limit: int
+    reason: str
+    latency_s: float | None
+    baseline_s: float | None
 
 
 Subscriber = Callable[[Event], None]

@@ -33,6 +33,15 @@ Faults (:mod:`dyntaskmas.sim.faults`) hit chat and embedding requests:
   is JSON cut in half;
 - ``truncated``: the connection closes half-way through the body or stream.
 
+With a :class:`~dyntaskmas.sim.capacity.CapacityProfile` the server also
+hides its capacity. A chat request that arrives with more than
+``inflate_above`` chat requests in flight waits ``inflation - 1`` times its
+simulated latency more before the server responds. One that would make
+more than ``reject_above`` in flight, or that arrives inside the profile's
+throttle window (wall-clock seconds from :meth:`SimulatedLLMServer.start`),
+gets a 429 at once. The batching model sets the base latency, so the
+profile's per-token latencies are not used here.
+
 Errors use OpenAI's JSON shape, ``{"error": {"message", "type", "code"}}``.
 """
 
@@ -47,7 +56,7 @@ import random
 import struct
 import time
 from collections import Counter
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict
 from types import TracebackType
 from typing import Any
@@ -56,6 +65,7 @@ from aiohttp import web
 
 from dyntaskmas.llm.openai_http import error_response, message_text, serve_app
 from dyntaskmas.llm.scripted import DEFAULT_BACKLOG
+from dyntaskmas.sim.capacity import CapacityProfile, Rejection
 from dyntaskmas.sim.chat_model import DEFAULT_MODEL_NAME
 from dyntaskmas.sim.content import (
     decide_output,
@@ -102,6 +112,7 @@ class SimulatedLLMServer:
         embedding_dimensions: int = DEFAULT_EMBEDDING_DIMENSIONS,
         backlog: int = DEFAULT_BACKLOG,
         plan_fanout: int = DEFAULT_PLAN_FANOUT,
+        capacity: CapacityProfile | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be between 0 and 65535, got {port}")
@@ -130,6 +141,12 @@ class SimulatedLLMServer:
         self._plan_fanout = plan_fanout
         #: Fault-free chat responses sent whole, by the request's message texts.
         self.completed: Counter[str] = Counter()
+        self.capacity = capacity
+        self._chats_in_flight = 0
+        self._capacity_rejected = 0
+        self._started_at = 0.0
+        #: Loop time of every chat request's arrival, for counting what reached the server.
+        self.chat_arrivals: list[float] = []
 
     @property
     def port(self) -> int:
@@ -171,6 +188,7 @@ class SimulatedLLMServer:
         app.router.add_get("/v1/sim/stats", self._handle_stats)
         app.router.add_post("/v1/sim/reset", self._handle_reset)
 
+        self._started_at = asyncio.get_running_loop().time()
         self._runner, self._port = await serve_app(
             app, self._host, self._requested_port, backlog=self._backlog
         )
@@ -213,6 +231,7 @@ class SimulatedLLMServer:
                 "in_flight": self.simulator.in_flight,
             },
             "faults": dict(self.faults.counts),
+            "capacity_rejected": self._capacity_rejected,
         }
 
     # --- handlers ---------------------------------------------------------------------
@@ -253,10 +272,29 @@ class SimulatedLLMServer:
                 self._handler_tasks.discard(task)
 
     async def _chat(self, http_request: web.Request) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        self.chat_arrivals.append(loop.time() - self._started_at)
         fault = self._arrive()
         early = await self._early_fault(fault)
         if early is not None:
             return early
+        inflation = 1.0
+        if self.capacity is not None:
+            decision = self.capacity.admit(self._chats_in_flight, loop.time() - self._started_at)
+            if isinstance(decision, Rejection):
+                self._capacity_rejected += 1
+                return _rate_limited(decision.retry_after_s, decision.reason)
+            inflation = decision
+        self._chats_in_flight += 1
+        try:
+            return await self._chat_admitted(http_request, fault, inflation)
+        finally:
+            self._chats_in_flight -= 1
+
+    async def _chat_admitted(
+        self, http_request: web.Request, fault: Fault | None, inflation: float
+    ) -> web.StreamResponse:
+        started = asyncio.get_running_loop().time()
 
         body, error = await _json_object(http_request)
         if error is not None:
@@ -305,16 +343,21 @@ class SimulatedLLMServer:
             "total_tokens": prompt_tokens + output_tokens,
         }
 
+        async def finished() -> None:
+            # Past the profile's load, the request takes `inflation` times as long.
+            await pending.finished
+            if inflation > 1:
+                elapsed = asyncio.get_running_loop().time() - started
+                await asyncio.sleep((inflation - 1) * elapsed)
+
         if stream:
             chunk = _Chunks(common, text, finish_reason, usage if include_usage else None)
-            response = await self._stream(
-                http_request, pending.first_token, pending.finished, chunk, fault
-            )
+            response = await self._stream(http_request, pending.first_token, finished, chunk, fault)
             if fault is None or fault == "slow":
                 self._count_completed(http_request, contents)
             return response
 
-        await pending.finished
+        await finished()
         if fault is None or fault == "slow":
             self._count_completed(http_request, contents)
         completion = {
@@ -404,15 +447,7 @@ class SimulatedLLMServer:
         """Return the response of a fault that replaces handling, or wait out a slow one."""
         config = self.faults.config
         if fault == "rate_limited":
-            wait_s = config.retry_after_s
-            return error_response(
-                429,
-                f"simulated rate limit; retry after {wait_s:g} s",
-                headers={
-                    "Retry-After": str(math.ceil(wait_s)),
-                    "retry-after-ms": str(round(wait_s * 1000)),
-                },
-            )
+            return _rate_limited(config.retry_after_s, "simulated rate limit")
         if fault == "server_error":
             return error_response(500, "simulated server error")
         if fault == "slow":
@@ -423,7 +458,7 @@ class SimulatedLLMServer:
         self,
         http_request: web.Request,
         first_token: asyncio.Future[float],
-        finished: asyncio.Future[Any],
+        finished: Callable[[], Awaitable[None]],
         chunks: _Chunks,
         fault: Fault | None,
     ) -> web.StreamResponse:
@@ -442,7 +477,7 @@ class SimulatedLLMServer:
             # The role chunk and the first token leave when the prefill ends.
             for event in events[: min(2, cut_at)]:
                 await response.write(f"data: {event}\n\n".encode())
-            await finished
+            await finished()
             for event in events[2:cut_at]:
                 await response.write(f"data: {event}\n\n".encode())
             if fault == "truncated":
@@ -548,6 +583,17 @@ async def _send_json(
         logger.debug("client closed the connection before the truncated body")
     _close_connection(http_request)
     return response
+
+
+def _rate_limited(wait_s: float, reason: str) -> web.Response:
+    return error_response(
+        429,
+        f"{reason}; retry after {wait_s:g} s",
+        headers={
+            "Retry-After": str(math.ceil(wait_s)),
+            "retry-after-ms": str(round(wait_s * 1000)),
+        },
+    )
 
 
 def _close_connection(http_request: web.Request) -> None:

@@ -1,0 +1,241 @@
+"""The resource allocator: R(t+1) = R(t) + ΔR(t) every control interval.
+
+:class:`Allocator` wakes every ``interval_s`` seconds of its clock. For
+each endpoint it reads the monitor, builds an
+:class:`~dyntaskmas.adapt.controller.Observation` from the attempts
+finished since its last decision, gets the next limit from the pure
+controller and sets the endpoint's :class:`~dyntaskmas.llm.limiter.ConcurrencyLimiter`
+to it. When a limit rises it tells the agent pool, so that waiting tasks
+start at once instead of at the next completion.
+
+While a run is going on (between its ``RunStarted`` and ``RunFinished``
+on the bus) each step emits a
+:class:`~dyntaskmas.observe.events.MonitorSample` and an
+:class:`~dyntaskmas.observe.events.AllocatorDecision` per endpoint, so
+the journal records every decision. With ``adjust=False`` the limits stay
+fixed and only the samples are emitted.
+
+    allocator = Allocator(monitor, [(endpoint, ControllerConfig(max_limit=16))],
+                          clock=clock, events=engine.events, pool=pool)
+    async with allocator.running():
+        result = await engine.run(request)
+
+NOTE: the allocator sets endpoint limits only. Agents are generalists by
+default (every agent serves every role), so a role's share of the agents
+follows its ready tasks without a per-role count to adjust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from dyntaskmas.adapt.controller import (
+    ControllerConfig,
+    ControllerState,
+    Decision,
+    Observation,
+    decide,
+    initial_state,
+)
+from dyntaskmas.adapt.monitor import Monitor
+from dyntaskmas.clock import Clock
+from dyntaskmas.engine.agent_pool import AgentPool
+from dyntaskmas.errors import ConfigError
+from dyntaskmas.llm.attempts import FlowControl
+from dyntaskmas.observe.events import (
+    AllocatorDecision,
+    Event,
+    EventBus,
+    MonitorSample,
+    RunFinished,
+    RunStarted,
+)
+
+logger = logging.getLogger(__name__)
+
+#: One second: long enough for several calls of a few hundred tokens to
+#: finish on a GPU server, short enough to react to 429s within a second or two.
+DEFAULT_INTERVAL_S = 1.0
+
+
+@dataclass
+class _Controlled:
+    flow: FlowControl
+    config: ControllerConfig
+    state: ControllerState
+    # Start of the attempts the next observation reads: the clock time of
+    # the last decision that had enough data.
+    since: float
+
+
+class Allocator:
+    """Adjusts each endpoint's concurrency limit from the monitor, on a clock."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        endpoints: Sequence[tuple[FlowControl, ControllerConfig]],
+        *,
+        clock: Clock,
+        events: EventBus | None = None,
+        pool: AgentPool | None = None,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        adjust: bool = True,
+    ) -> None:
+        if not (math.isfinite(interval_s) and interval_s > 0):
+            raise ConfigError(f"control interval must be a finite number > 0 s, got {interval_s}")
+        self.monitor = monitor
+        self.clock = clock
+        self.events = events
+        self.pool = pool
+        self.interval_s = interval_s
+        self.adjust = adjust
+        now = clock.now()
+        self._controlled = [
+            _Controlled(flow, config, initial_state(config, flow.limiter.limit), now)
+            for flow, config in endpoints
+        ]
+        if adjust:
+            for item in self._controlled:
+                item.flow.limiter.limit = item.state.limit
+        self._run_id: str | None = None
+        self._run_started = 0.0
+        self.decisions: list[AllocatorDecision] = []
+        if events is not None:
+            events.subscribe(self._follow_run)
+
+    def state(self, endpoint: str) -> ControllerState:
+        """Return the controller state of ``endpoint``."""
+        for item in self._controlled:
+            if item.flow.name == endpoint:
+                return item.state
+        raise KeyError(f"endpoint {endpoint!r} is not controlled by this allocator")
+
+    def step(self) -> list[AllocatorDecision]:
+        """Run one control step for every endpoint and return its decisions."""
+        now = self.clock.now()
+        decisions = []
+        raised = False
+        for item in self._controlled:
+            decision, seen = self._decide(item, now)
+            old = item.flow.limiter.limit
+            if self.adjust:
+                item.state = decision.state
+                if decision.reason != "no_data":
+                    item.since = now
+                if decision.limit != old:
+                    item.flow.limiter.limit = decision.limit
+                    raised = raised or decision.limit > old
+                    logger.debug(
+                        "endpoint %s: limit %d -> %d (%s)",
+                        item.flow.name,
+                        old,
+                        decision.limit,
+                        decision.reason,
+                    )
+            else:
+                item.since = now
+            record = AllocatorDecision(
+                self._run_id or "",
+                now - self._run_started,
+                item.flow.name,
+                old,
+                item.flow.limiter.limit,
+                decision.reason if self.adjust else "fixed",
+                seen.latency_s,
+                item.state.baseline_s,
+            )
+            decisions.append(record)
+            self._emit(self._sample(item, now))
+            if self.adjust:
+                self._emit(record)
+        self.decisions.extend(decisions)
+        if raised and self.pool is not None:
+            self.pool.capacity_raised()
+        return decisions
+
+    async def run(self) -> None:
+        """Step every ``interval_s`` until cancelled."""
+        while True:
+            await self.clock.sleep(self.interval_s)
+            self.step()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the control loop for the duration of the ``async with`` block.
+
+        The loop task is owned by the block: it is cancelled and awaited on
+        exit, and the block's own exception propagates unwrapped (a task
+        group would wrap it in an ``ExceptionGroup``).
+        """
+        loop = asyncio.get_running_loop().create_task(self.run())
+        try:
+            yield
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    # --- internals --------------------------------------------------------------
+
+    def _decide(self, item: _Controlled, now: float) -> tuple[Decision, Observation]:
+        summary = self.monitor.attempt_summary(
+            item.flow.name, window_s=now - item.since + 1e-9, started_after=None
+        )
+        limiter = item.flow.limiter
+        binding = (
+            summary.peak_in_flight >= item.state.limit
+            or limiter.in_flight >= limiter.limit
+            or limiter.waiting > 0
+        )
+        if item.state.probe_left == 1:
+            # The probe's verdict reads only requests sent under its limit.
+            probe_started = now - self.interval_s * item.config.probe_intervals
+            summary = self.monitor.attempt_summary(
+                item.flow.name, window_s=now - probe_started, started_after=probe_started
+            )
+        seen = Observation(
+            successes=summary.successes,
+            latency_s=summary.latency_per_token_p50_s,
+            rate_limited=summary.rate_limited,
+            timeouts=summary.timeouts,
+            binding=binding,
+        )
+        return decide(item.config, item.state, seen), seen
+
+    def _sample(self, item: _Controlled, now: float) -> MonitorSample:
+        summary = self.monitor.attempt_summary(item.flow.name)
+        limiter = item.flow.limiter
+        return MonitorSample(
+            self._run_id or "",
+            now - self._run_started,
+            item.flow.name,
+            limiter.limit,
+            limiter.in_flight,
+            limiter.waiting,
+            summary.requests,
+            summary.throughput_per_s,
+            summary.tokens_per_s,
+            summary.latency_p50_s,
+            summary.latency_p95_s,
+            summary.rate_429,
+            summary.error_rate,
+            self.monitor.ready_tasks(),
+        )
+
+    def _emit(self, event: Event) -> None:
+        if self.events is not None and self._run_id is not None:
+            self.events.emit(event)
+
+    def _follow_run(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._run_id = event.run_id
+            self._run_started = self.clock.now() - event.at_s
+        elif isinstance(event, RunFinished):
+            self._run_id = None
