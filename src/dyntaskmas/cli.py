@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object per request instead of text",
     )
+    _add_dynamic_options(run)
     _add_journal_options(run)
     _add_serve_sim_parser(commands)
     _add_runs_parser(commands)
@@ -298,6 +299,11 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         ("--max-subtasks", args.max_subtasks, 2),
         ("--max-tokens", args.max_tokens, 1),
         ("--local-servers", args.local_servers, 1),
+        ("--max-tasks", args.max_tasks, 1),
+        ("--max-llm-calls", args.max_llm_calls, 1),
+        ("--max-run-tokens", args.max_run_tokens, 1),
+        ("--follow-ups", args.follow_ups, 0),
+        ("--replans", args.replans, 0),
     ]
     for flag, value, minimum in minimums:
         if value is not None and value < minimum:
@@ -330,6 +336,42 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         context_window_tokens=args.context_window,
         journal=not args.no_journal,
         journal_dir=str(args.journal_dir) if args.journal_dir is not None else None,
+        max_tasks=args.max_tasks,
+        max_llm_calls=args.max_llm_calls,
+        max_run_tokens=args.max_run_tokens,
+        max_follow_ups=args.follow_ups,
+        max_replans=args.replans,
+    )
+
+
+def _add_dynamic_options(parser: argparse.ArgumentParser) -> None:
+    """Add the budget and graph-change options of ``run``."""
+    budget = parser.add_argument_group(
+        "budget (a run that reaches a limit stops and lists what did not run)"
+    )
+    budget.add_argument(
+        "--max-tasks", type=int, metavar="N", help="tasks that call a model, per run"
+    )
+    budget.add_argument("--max-llm-calls", type=int, metavar="N", help="model calls per run")
+    budget.add_argument(
+        "--max-run-tokens",
+        type=int,
+        metavar="TOKENS",
+        help="prompt plus completion tokens per run; calls in flight finish",
+    )
+    parser.add_argument(
+        "--follow-ups",
+        type=int,
+        default=0,
+        metavar="N",
+        help="follow-up subtasks that work agents may ask for per run (default: 0, off)",
+    )
+    parser.add_argument(
+        "--replans",
+        type=int,
+        default=0,
+        metavar="N",
+        help="times a failed task is re-planned before it counts as failed (default: 0)",
     )
 
 

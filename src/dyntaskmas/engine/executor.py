@@ -24,6 +24,14 @@ Task kinds:
 ``synthesize``
     one model call that writes the final answer from its inputs.
 
+Changes during a run: a work task's output may ask for follow-up subtasks
+(:mod:`dyntaskmas.engine.followups`), a critique may ask for another round
+of its reflection loop (:mod:`dyntaskmas.engine.reflection`), and a failed
+work task may be re-planned (:mod:`dyntaskmas.engine.replan`). Each is one
+atomic delta applied before the task's finish or failure is recorded. A
+run stops early when its :class:`~dyntaskmas.engine.budget.Budget` is used
+up (:mod:`dyntaskmas.engine.budget`).
+
 Other policies, for comparison (``EngineConfig.priority`` and
 ``level_sync``): ``fifo`` and ``paper_summary`` priorities from
 :mod:`dyntaskmas.graph.priority`; level-synchronous execution holds every
@@ -46,7 +54,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.manager import ContextManager
+from dyntaskmas.engine import followups, reflection
 from dyntaskmas.engine.agent_pool import Agent, AgentPool
+from dyntaskmas.engine.budget import Budget, BudgetTracker
 from dyntaskmas.engine.prompts import (
     DEFAULT_ROLES,
     SYNTHESIS_ROLE,
@@ -55,8 +65,10 @@ from dyntaskmas.engine.prompts import (
     synthesis_messages,
     work_messages,
 )
+from dyntaskmas.engine.provenance import stamp_source
 from dyntaskmas.engine.ready_queue import ReadyQueue
-from dyntaskmas.engine.result import RunResult, TaskRecord
+from dyntaskmas.engine.replan import replan_delta, replan_round
+from dyntaskmas.engine.result import RunResult, RunStatus, TaskRecord
 from dyntaskmas.errors import (
     DynTaskMASError,
     GraphError,
@@ -152,6 +164,13 @@ class EngineConfig:
     # The model's context window in tokens; prompts built with a context
     # manager never exceed it.
     context_window_tokens: int = 8192
+    # Follow-up subtasks that work outputs may ask for; None: work output is
+    # plain text and no schema is sent with work calls.
+    follow_ups: followups.FollowUpLimits | None = None
+    # How many times a failed work task may be re-planned (needs a planner).
+    max_replans: int = 0
+    # Limits of each run; a run that reaches one stops early.
+    budget: Budget = field(default_factory=Budget)
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -167,6 +186,8 @@ class EngineConfig:
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.max_replans < 0:
+            raise ValueError(f"max_replans must be >= 0, got {self.max_replans}")
 
 
 @dataclass(frozen=True)
@@ -182,6 +203,9 @@ class _Outcome:
     delta: GraphDelta = field(default_factory=GraphDelta)
     completions: tuple[Completion, ...] = ()
     notes: tuple[str, ...] = ()
+    # Builds a delta from the graph as it is when the outcome is applied,
+    # for changes that rewire the task's dependents.
+    delta_for: Callable[[TaskGraph], GraphDelta] | None = None
 
 
 @dataclass
@@ -207,6 +231,7 @@ class _Run:
     # _natural_key of each id seen, so inputs and records sort without
     # re-parsing ids: a task's id is parsed once, not once per dependent.
     natural_keys: dict[str, tuple[tuple[int, int | str], ...]] = field(default_factory=dict)
+    budget: BudgetTracker = field(default_factory=BudgetTracker)
 
 
 class Engine:
@@ -276,6 +301,7 @@ class Engine:
             graph=graph,
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
+            budget=BudgetTracker(self.config.budget),
         )
         if self.context_factory is not None:
             run.context = self.context_factory(run.run_id)
@@ -309,6 +335,11 @@ class Engine:
             for finished in state.finished:
                 graph.mark_running(finished.task_id, agent=finished.agent, now=0.0)
                 graph.mark_done(finished.task_id, finished.output, now=0.0)
+            # A replaced task failed and its replacement is in the graph, so
+            # it never runs again; nothing depends on it any more.
+            replaced = [(t, e) for t, e in state.replaced if graph.task(t).state == "ready"]
+            for task_id, error in replaced:
+                graph.mark_failed(task_id, error, now=0.0)
         except GraphError as exc:
             raise JournalError(
                 f"the journal of run {state.run_id!r} does not rebuild a valid graph ({exc}); "
@@ -321,10 +352,14 @@ class Engine:
             graph=graph,
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
+            budget=BudgetTracker(self.config.budget),
         )
         if self.context_factory is not None:
             run.context = self.context_factory(run.run_id)
         self.events.emit(RunStarted(run.run_id, 0.0, state.request, len(self.pool.agents)))
+        for task_id, error in replaced:
+            if task_id not in state.failed:
+                self.events.emit(TaskFailed(run.run_id, 0.0, task_id, error, ()))
         for finished in state.finished:
             spec = graph.task(finished.task_id).spec
             if spec.kind != "plan":
@@ -367,7 +402,7 @@ class Engine:
                 self._apply(run, outcome)
 
         unfinished = [t.id for t in graph if not t.finished]
-        if unfinished:
+        if unfinished and run.budget.reached is None:
             raise StuckRunError(unfinished)
         outcome_result = self._result(run)
         self.events.emit(
@@ -448,6 +483,8 @@ class Engine:
     def _dispatch(self, run: _Run) -> list[tuple[str, Agent]]:
         launched: list[tuple[str, Agent]] = []
         while True:
+            if len(run.queue) and not run.budget.may_start(running=len(run.running)):
+                return launched
             task_id = run.queue.pop_best(self.pool.idle_roles())
             if task_id is None:
                 return launched
@@ -458,6 +495,7 @@ class Engine:
             run.graph.mark_running(task_id, agent=agent.name, now=now)
             self.events.emit(TaskStarted(run.run_id, now, task_id, agent.name, agent.endpoint))
             run.running.add(task_id)
+            run.budget.started()
             launched.append((task_id, agent))
 
     async def _finish_joins(self, run: _Run) -> None:
@@ -467,7 +505,13 @@ class Engine:
             task = run.graph.task(task_id)
             inherited = set(task.spec.meta.get("inherit", ()))
             inputs = [i for i in self._inputs(run, task_id) if i.task_id not in inherited]
-            output = join_output(inputs)
+            if reflection.loop_step(task.spec) == "exit":
+                graph = run.graph
+                output = reflection.loop_output(
+                    (graph.task(i.task_id).spec, i.output) for i in inputs
+                )
+            else:
+                output = join_output(inputs)
             run.graph.mark_running(task_id, agent=None, now=now)
             self.events.emit(TaskStarted(run.run_id, now, task_id, None, None))
             # Dependents of a join read its output from the context manager,
@@ -489,15 +533,18 @@ class Engine:
         run.running.discard(outcome.task_id)
         self.pool.release(outcome.agent, outcome.finished_at - outcome.started_at)
         run.model_calls.extend(outcome.completions)
+        run.budget.charge(outcome.completions)
         run.notes.extend(outcome.notes)
         graph = run.graph
         finished_at = outcome.finished_at - run.started
         if outcome.error is not None:
             logger.info("task %s failed: %s", outcome.task_id, outcome.error)
+            self._replan(run, outcome.task_id, outcome.error, now=finished_at)
             self._fail(run, outcome.task_id, outcome.error, now=finished_at)
             return
-        if not outcome.delta.empty:
-            self._apply_delta(run, outcome.delta, now=finished_at)
+        delta = outcome.delta if outcome.delta_for is None else outcome.delta_for(graph)
+        if not delta.empty:
+            self._apply_delta(run, delta, now=finished_at)
         assert outcome.output is not None
         self.events.emit(
             TaskFinished(
@@ -523,6 +570,7 @@ class Engine:
                 (*((d, s.id) for s in delta.add for d in s.depends_on), *delta.add_edges),
                 result.cancelled,
                 delta.reason,
+                edges_removed=delta.remove_edges,
             )
         )
         self._recompute_policy_state(run)
@@ -595,18 +643,158 @@ class Engine:
             )
             messages = build(context=selection.render())
 
+        schema = self._output_schema(spec)
+        if schema is not None:
+            messages = self._with_output_instructions(spec, messages)
         completion = await agent.model.complete(
-            messages, max_tokens=max_tokens, temperature=self.config.temperature
+            messages,
+            max_tokens=max_tokens,
+            temperature=self.config.temperature,
+            json_schema=schema,
         )
-        await self._publish(run, spec, completion.text)
+        output, delta_for, notes = self._read_output(run, spec, completion.text)
+        await self._publish(run, spec, output)
         return _Outcome(
             spec.id,
             agent,
             started,
             self.clock.now(),
-            output=completion.text,
+            output=output,
             completions=(completion,),
+            notes=notes,
+            delta_for=delta_for,
         )
+
+    # --- changes during a run --------------------------------------------------------
+
+    def _output_schema(self, spec: TaskSpec) -> dict[str, object] | None:
+        """Return the JSON schema a work call asks for, or None for plain text."""
+        step = reflection.loop_step(spec)
+        if step == "critique":
+            return reflection.CRITIQUE_SCHEMA
+        limits = self.config.follow_ups
+        if spec.kind != "work" or step is not None or limits is None:
+            return None
+        if int(spec.meta.get(followups.FOLLOW_UP_DEPTH, 0)) >= limits.max_depth:
+            return None
+        return followups.work_output_schema(list(self.config.roles), limits.max_per_task)
+
+    def _with_output_instructions(
+        self, spec: TaskSpec, messages: list[ChatMessage]
+    ) -> list[ChatMessage]:
+        if reflection.loop_step(spec) == "critique":
+            text = (
+                'Reply with a JSON object {"verdict": "approve" or "revise", '
+                '"reasons": what is good or what to change}.'
+            )
+        else:
+            limits = self.config.follow_ups
+            assert limits is not None, "only called when a schema was chosen"
+            text = followups.follow_up_instructions(list(self.config.roles), limits.max_per_task)
+        last = messages[-1]
+        return [*messages[:-1], ChatMessage(last.role, f"{last.content}\n\n{text}")]
+
+    def _read_output(
+        self, run: _Run, spec: TaskSpec, text: str
+    ) -> tuple[str, Callable[[TaskGraph], GraphDelta] | None, tuple[str, ...]]:
+        """Return a work task's output, the delta it asks for, and notes."""
+        if reflection.loop_step(spec) == "critique":
+            critique = reflection.parse_critique(text)
+            return critique.output, self._next_round(spec, critique), ()
+        limits = self.config.follow_ups
+        if spec.kind != "work" or reflection.loop_step(spec) is not None or limits is None:
+            return text, None, ()
+        depth = int(spec.meta.get(followups.FOLLOW_UP_DEPTH, 0))
+        parsed = followups.parse_work_output(
+            text,
+            roles=list(self.config.roles),
+            max_per_task=limits.max_per_task,
+            allow_follow_ups=depth < limits.max_depth,
+        )
+        notes = tuple(f"follow-ups of task {spec.id!r}: {p}" for p in parsed.problems)
+        if not parsed.follow_ups:
+            return parsed.answer, None, notes
+
+        def delta_for(graph: TaskGraph) -> GraphDelta:
+            assert limits is not None
+            added = sum(1 for t in graph if followups.FOLLOW_UP_DEPTH in t.spec.meta)
+            room = max(0, limits.max_per_run - added)
+            wanted = parsed.follow_ups
+            # Dependencies come first, so a prefix never names a dropped one.
+            kept = wanted[:room]
+            if len(kept) < len(wanted):
+                run.notes.append(
+                    f"task {spec.id!r} asked for {len(wanted)} follow-ups; {len(kept)} were "
+                    f"added, because the run allows {limits.max_per_run} in all"
+                )
+            if not kept:
+                return GraphDelta()
+            dependents = self._rewirable_dependents(graph, spec.id)
+            specs, edges = followups.follow_up_delta_specs(
+                spec, kept, dependents=dependents, cost_s=spec.cost_s
+            )
+            return GraphDelta(
+                add=stamp_source(specs, spec.id, "finished", parsed.answer),
+                add_edges=edges,
+                reason=followups.follow_ups_reason(spec.id),
+            )
+
+        return parsed.answer, delta_for, notes
+
+    def _next_round(
+        self, spec: TaskSpec, critique: reflection.Critique
+    ) -> Callable[[TaskGraph], GraphDelta] | None:
+        if critique.verdict == "approve":
+            return None
+
+        def delta_for(graph: TaskGraph) -> GraphDelta:
+            drafts = [
+                p
+                for p in graph.predecessors(spec.id)
+                if reflection.loop_step(graph.task(p).spec) in ("draft", "revise")
+            ]
+            specs, edges = reflection.next_round(spec, critique, drafts[0])
+            return GraphDelta(
+                add=stamp_source(specs, spec.id, "finished", critique.output),
+                add_edges=edges,
+                reason=reflection.loop_reason(spec.id),
+            )
+
+        return delta_for
+
+    def _replan(self, run: _Run, task_id: str, error: str, *, now: float) -> None:
+        """Put a new plan in place of a failed work task, when the run allows one."""
+        graph = run.graph
+        spec = graph.task(task_id).spec
+        if (
+            self.planner is None
+            or spec.kind != "work"
+            or reflection.loop_step(spec) is not None
+            or replan_round(task_id) >= self.config.max_replans
+            or run.budget.reached is not None
+        ):
+            return
+        delta = replan_delta(
+            spec,
+            error,
+            predecessors=sorted(graph.predecessors(task_id)),
+            dependents=self._rewirable_dependents(graph, task_id),
+            plan_cost_s=self.config.plan_cost_s,
+            planner_role=PLANNER_ROLE,
+        )
+        run.notes.append(f"task {task_id!r} failed and was re-planned as {delta.add[1].id!r}")
+        self._apply_delta(run, delta, now=now)
+
+    def _rewirable_dependents(self, graph: TaskGraph, task_id: str) -> list[str]:
+        return [
+            s
+            for s in self._natural_order_of(graph.successors(task_id))
+            if graph.task(s).state in ("pending", "ready")
+        ]
+
+    @staticmethod
+    def _natural_order_of(task_ids: Collection[str]) -> list[str]:
+        return sorted(task_ids, key=_natural_key)
 
     async def _plan(self, run: _Run, spec: TaskSpec, agent: Agent, started: float) -> _Outcome:
         assert self.planner is not None
@@ -771,9 +959,13 @@ class Engine:
             prompt_tokens=sum(c.usage.prompt_tokens for c in run.model_calls),
             completion_tokens=sum(c.usage.completion_tokens for c in run.model_calls),
         )
+        stop = run.budget.stop_reason(t.id for t in graph if not t.finished)
+        status: RunStatus = "succeeded" if answer is not None else "failed"
+        if stop is not None and answer is None:
+            status = "stopped"
         return RunResult(
             request=run.request,
-            status="succeeded" if answer is not None else "failed",
+            status=status,
             answer=answer,
             tasks=tuple(records),
             makespan_s=self._now(run),
@@ -782,6 +974,7 @@ class Engine:
             usage=usage,
             notes=tuple(notes),
             context=asdict(run.context.stats) if run.context is not None else None,
+            stop=stop,
         )
 
 

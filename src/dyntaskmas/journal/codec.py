@@ -103,6 +103,7 @@ def encode_event(event: Event) -> dict[str, Any]:
             "edges_added": [list(edge) for edge in event.edges_added],
             "cancelled": list(event.cancelled),
             "reason": event.reason,
+            "edges_removed": [list(edge) for edge in event.edges_removed],
         }
     payload = asdict(event)
     del payload["run_id"], payload["at_s"]
@@ -119,6 +120,8 @@ def decode_event(kind: str, run_id: str, at_s: float, payload: Mapping[str, Any]
             tuple((edge[0], edge[1]) for edge in payload["edges_added"]),
             tuple(payload["cancelled"]),
             payload["reason"],
+            # Journals written before edges could be removed lack the key.
+            tuple((edge[0], edge[1]) for edge in payload.get("edges_removed", [])),
         )
     cls = EVENT_TYPES.get(kind)
     if cls is None:

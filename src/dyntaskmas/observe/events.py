@@ -40,12 +40,13 @@ class RunStarted(Event):
 
 @dataclass(frozen=True)
 class GraphChanged(Event):
-    """Tasks and edges added, and tasks cancelled, by one atomic delta."""
+    """Tasks and edges added, edges removed, and tasks cancelled, by one atomic delta."""
 
     added: tuple[TaskSpec, ...]
     edges_added: tuple[Edge, ...]
     cancelled: tuple[str, ...]
     reason: str
+    edges_removed: tuple[Edge, ...] = ()
 
 
 @dataclass(frozen=True)
