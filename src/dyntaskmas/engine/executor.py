@@ -944,7 +944,10 @@ class Engine:
 
         # The answer is the output of the last sink: the synthesis task of a
         # planned run, or the last end of a ready-made graph.
-        sinks = [t for t in graph if not graph.successors(t.id)]
+        # A task that was replaced after failing has no dependents left, but
+        # it is not an end of the graph.
+        replaced = {t.spec.meta.get("replaces") for t in graph}
+        sinks = [t for t in graph if not graph.successors(t.id) and t.id not in replaced]
         final = sinks[-1] if sinks else None
         answer = final.output if final is not None and final.state == "done" else None
 
