@@ -341,6 +341,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         max_run_tokens=args.max_run_tokens,
         max_follow_ups=args.follow_ups,
         max_replans=args.replans,
+        optimise=args.optimise,
     )
 
 
@@ -372,6 +373,12 @@ def _add_dynamic_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="times a failed task is re-planned before it counts as failed (default: 0)",
+    )
+    parser.add_argument(
+        "--optimise",
+        action="store_true",
+        help="let the workflow optimiser choose how far to split nested plans and merge "
+        "tiny sibling tasks",
     )
 
 

@@ -28,6 +28,7 @@ from dyntaskmas.engine.agent_pool import AgentPool, build_agents
 from dyntaskmas.engine.budget import Budget
 from dyntaskmas.engine.executor import PLANNER_ROLE, Engine, EngineConfig
 from dyntaskmas.engine.followups import FollowUpLimits
+from dyntaskmas.engine.optimiser import OptimiserConfig
 from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.engine.result import RunResult
 from dyntaskmas.errors import ConfigError, EndpointUnavailableError
@@ -78,6 +79,8 @@ class RunOptions:
     budget (None: no limit). ``max_follow_ups`` is how many follow-up
     subtasks work agents may ask for in one run (0: work output is plain
     text). ``max_replans`` is how many times a failed task is re-planned.
+    ``optimise`` turns on the workflow optimiser (granularity of nested
+    plans, merges of tiny sibling tasks).
     """
 
     base_url: str | None = None
@@ -104,6 +107,7 @@ class RunOptions:
     max_run_tokens: int | None = None
     max_follow_ups: int = 0
     max_replans: int = 0
+    optimise: bool = False
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
@@ -273,6 +277,7 @@ class Runner:
                 else None
             ),
             max_replans=options.max_replans,
+            optimiser=OptimiserConfig() if options.optimise else None,
         )
 
         def new_context(run_id: str) -> ContextManager:

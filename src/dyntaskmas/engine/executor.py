@@ -57,6 +57,14 @@ from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.engine import followups, reflection
 from dyntaskmas.engine.agent_pool import Agent, AgentPool
 from dyntaskmas.engine.budget import Budget, BudgetTracker
+from dyntaskmas.engine.optimiser import (
+    Granularity,
+    OptimiserConfig,
+    OverheadEstimate,
+    choose_granularity,
+    merge_tiny_siblings,
+    merged_away,
+)
 from dyntaskmas.engine.prompts import (
     DEFAULT_ROLES,
     SYNTHESIS_ROLE,
@@ -98,6 +106,7 @@ from dyntaskmas.observe.events import (
     TaskReady,
     TaskStarted,
 )
+from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 
 if TYPE_CHECKING:
     from dyntaskmas.journal.replay import ResumeState
@@ -127,7 +136,12 @@ class Decomposer(Protocol):
     """The planner interface the executor calls."""
 
     async def decompose(
-        self, request: str, task: TaskSpec, *, model: ChatModel | None = None
+        self,
+        request: str,
+        task: TaskSpec,
+        *,
+        model: ChatModel | None = None,
+        max_subtasks: int | None = None,
     ) -> PlanOutcomeLike: ...
 
 
@@ -171,6 +185,9 @@ class EngineConfig:
     max_replans: int = 0
     # Limits of each run; a run that reaches one stops early.
     budget: Budget = field(default_factory=Budget)
+    # The workflow optimiser: granularity of nested plans and merges of tiny
+    # sibling tasks; None leaves plans as the planner makes them.
+    optimiser: OptimiserConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -232,6 +249,7 @@ class _Run:
     # re-parsing ids: a task's id is parsed once, not once per dependent.
     natural_keys: dict[str, tuple[tuple[int, int | str], ...]] = field(default_factory=dict)
     budget: BudgetTracker = field(default_factory=BudgetTracker)
+    overhead: OverheadEstimate = field(default_factory=lambda: OverheadEstimate(0.5))
 
 
 class Engine:
@@ -302,6 +320,7 @@ class Engine:
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
             budget=BudgetTracker(self.config.budget),
+            overhead=self._overhead_estimate(),
         )
         if self.context_factory is not None:
             run.context = self.context_factory(run.run_id)
@@ -353,6 +372,7 @@ class Engine:
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
             budget=BudgetTracker(self.config.budget),
+            overhead=self._overhead_estimate(),
         )
         if self.context_factory is not None:
             run.context = self.context_factory(run.run_id)
@@ -545,6 +565,12 @@ class Engine:
         delta = outcome.delta if outcome.delta_for is None else outcome.delta_for(graph)
         if not delta.empty:
             self._apply_delta(run, delta, now=finished_at)
+            self._merge_tiny_tasks(run, delta, now=finished_at)
+        if outcome.completions and graph.task(outcome.task_id).spec.kind == "work":
+            run.overhead.add(
+                outcome.finished_at - outcome.started_at,
+                sum(c.usage.completion_tokens for c in outcome.completions),
+            )
         assert outcome.output is not None
         self.events.emit(
             TaskFinished(
@@ -785,6 +811,41 @@ class Engine:
         run.notes.append(f"task {task_id!r} failed and was re-planned as {delta.add[1].id!r}")
         self._apply_delta(run, delta, now=now)
 
+    def _overhead_estimate(self) -> OverheadEstimate:
+        optimiser = self.config.optimiser or OptimiserConfig()
+        return OverheadEstimate(optimiser.task_overhead_s, optimiser.min_samples)
+
+    def _granularity(self, run: _Run, spec: TaskSpec) -> Granularity | None:
+        """Return the optimiser's split of a nested plan task, or None to leave it alone."""
+        optimiser = self.config.optimiser
+        cost = spec.meta.get("work_cost_s")
+        if optimiser is None or not isinstance(cost, int | float):
+            return None
+        idle = sum(1 for a in self.pool.agents if a.idle or a.current_task == spec.id)
+        return choose_granularity(
+            cost_s=float(cost),
+            overhead_s=run.overhead.overhead_s,
+            plan_s=self.config.plan_cost_s,
+            transfer_s=self.config.transfer.transfer_s(spec.output_tokens),
+            idle_agents=idle,
+            max_subtasks=MAX_SUBTASKS_LIMIT,
+        )
+
+    def _merge_tiny_tasks(self, run: _Run, delta: GraphDelta, *, now: float) -> None:
+        """Merge tiny sibling tasks that a decomposition just added."""
+        optimiser = self.config.optimiser
+        if optimiser is None or not delta.reason.startswith("decomposition by "):
+            return
+        merge = merge_tiny_siblings(
+            run.graph, overhead_s=run.overhead.overhead_s, max_merge=optimiser.max_merge
+        )
+        if not merge.empty:
+            run.notes.append(
+                f"optimiser merged {len(merge.cancel)} tiny tasks into {len(merge.add)}: "
+                + ", ".join(spec.id for spec in merge.add)
+            )
+            self._apply_delta(run, merge, now=now)
+
     def _rewirable_dependents(self, graph: TaskGraph, task_id: str) -> list[str]:
         return [
             s
@@ -805,24 +866,36 @@ class Engine:
         notes: list[str] = []
         completions: tuple[Completion, ...] = ()
         failure: str | None = None
-        try:
-            plan = await self.planner.decompose(
-                run.request or spec.description, subject, model=agent.model
+        new_specs: list[TaskSpec] = []
+        granularity = self._granularity(run, spec)
+        if granularity is not None and not granularity.decompose:
+            failure = (
+                f"was skipped by the optimiser (as one task {granularity.unsplit_s:.1f} s "
+                f"predicted, split {granularity.predicted_s:.1f} s)"
             )
-            new_specs = list(plan.specs)
-            completions = tuple(plan.completions)
-            notes.extend(f"plan {name}: {fix}" for fix in plan.fixes)
-        except InvalidPlanError as exc:
-            completions = exc.completions
-            problems = "; ".join(exc.problems) or str(exc)
-            failure = f"failed after one repair attempt ({problems})"
-        except LLMError as exc:
-            # A server may reject the structured-output request itself:
-            # llama-cpp-python 0.3.36 rejects OpenAI's json_schema form with a
-            # 500. The work can still run undecomposed, and if the server is
-            # down, that task fails too.
-            logger.info("plan call for %s failed: %s", name, exc)
-            failure = f"failed because the plan call failed ({exc})"
+        else:
+            max_subtasks = granularity.max_subtasks if granularity is not None else None
+            try:
+                plan = await self.planner.decompose(
+                    run.request or spec.description,
+                    subject,
+                    model=agent.model,
+                    max_subtasks=max_subtasks,
+                )
+                new_specs = list(plan.specs)
+                completions = tuple(plan.completions)
+                notes.extend(f"plan {name}: {fix}" for fix in plan.fixes)
+            except InvalidPlanError as exc:
+                completions = exc.completions
+                problems = "; ".join(exc.problems) or str(exc)
+                failure = f"failed after one repair attempt ({problems})"
+            except LLMError as exc:
+                # A server may reject the structured-output request itself:
+                # llama-cpp-python 0.3.36 rejects OpenAI's json_schema form with a
+                # 500. The work can still run undecomposed, and if the server is
+                # down, that task fails too.
+                logger.info("plan call for %s failed: %s", name, exc)
+                failure = f"failed because the plan call failed ({exc})"
         if failure is not None:
             notes.append(f"planning {name!r} {failure}; it ran as a single task instead")
             new_specs = [
@@ -874,7 +947,12 @@ class Engine:
                     cost_s=self.config.plan_cost_s,
                     depth=spec.depth,
                     parent=spec.parent,
-                    meta={"name": spec.id, "target": spec.id, "inherit": depends_on},
+                    meta={
+                        "name": spec.id,
+                        "target": spec.id,
+                        "inherit": depends_on,
+                        "work_cost_s": spec.cost_s,
+                    },
                 )
                 join = replace(
                     spec,
@@ -946,7 +1024,7 @@ class Engine:
         # planned run, or the last end of a ready-made graph.
         # A task that was replaced after failing has no dependents left, but
         # it is not an end of the graph.
-        replaced = {t.spec.meta.get("replaces") for t in graph}
+        replaced = {t.spec.meta.get("replaces") for t in graph} | merged_away(t.spec for t in graph)
         sinks = [t for t in graph if not graph.successors(t.id) and t.id not in replaced]
         final = sinks[-1] if sinks else None
         answer = final.output if final is not None and final.state == "done" else None

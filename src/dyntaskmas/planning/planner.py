@@ -193,12 +193,19 @@ class Planner:
         return self._schema
 
     async def decompose(
-        self, request: str, task: TaskSpec, *, model: ChatModel | None = None
+        self,
+        request: str,
+        task: TaskSpec,
+        *,
+        model: ChatModel | None = None,
+        max_subtasks: int | None = None,
     ) -> PlanOutcome:
         """Decompose ``task``, part of the user's ``request``, into new task specs.
 
         ``model`` replaces the planner's own model for this call, so that the
         engine can plan on whichever agent (and endpoint) runs the plan task.
+        ``max_subtasks`` lowers the limit of subtasks for this call (the
+        workflow optimiser's choice); it never raises it.
 
         Makes one model call, and one repair call when the first output has
         problems. Raises :class:`~dyntaskmas.errors.InvalidPlanError` when the
@@ -213,19 +220,22 @@ class Planner:
                 f"{self._limits.max_depth}; run it as a work task instead of decomposing it"
             )
 
+        limit = self._limits.max_subtasks
+        if max_subtasks is not None:
+            limit = max(2, min(limit, max_subtasks))
         is_request = task.depth == 0 or task.description.strip() == request.strip()
         task_description = None if is_request else task.description
         messages = decomposition_messages(
             request,
             task_description,
             roles=self._roles,
-            max_subtasks=self._limits.max_subtasks,
+            max_subtasks=limit,
         )
         context = f"{request}\n{task.description}"
 
         model = model if model is not None else self._model
         first = await self._call(model, messages, self._limits.temperature)
-        first_result = self._parse(first, context)
+        first_result = self._parse(first, context, limit)
         if first_result.decomposition is not None:
             logger.debug("plan for task %s accepted on the first call", task.id)
             return self._outcome(task, first_result.decomposition, first_result, (first,), ())
@@ -237,7 +247,7 @@ class Planner:
         )
         repair = repair_messages(messages, first_result.problems)
         second = await self._call(model, repair, self._limits.repair_temperature)
-        second_result = self._parse(second, context)
+        second_result = self._parse(second, context, limit)
         if second_result.decomposition is None:
             raise InvalidPlanError(task.id, second_result.problems, (first, second))
         return self._outcome(
@@ -258,12 +268,12 @@ class Planner:
             json_schema=self._schema,
         )
 
-    def _parse(self, completion: Completion, context: str) -> ParseResult:
+    def _parse(self, completion: Completion, context: str, max_subtasks: int) -> ParseResult:
         """Validate ``completion``; ``context`` is the request and task text the model was given."""
         result = parse_decomposition(
             completion.text,
             roles=list(self._roles),
-            max_subtasks=self._limits.max_subtasks,
+            max_subtasks=max_subtasks,
             max_description_chars=self._limits.max_description_chars,
             cost_s=self._limits.cost_s,
             output_tokens=self._limits.output_tokens,
