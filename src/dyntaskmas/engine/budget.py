@@ -1,6 +1,6 @@
 """Run budgets: limits on tasks, model calls and tokens, and the stop they cause.
 
-:class:`Budget` holds the limits a run may use; :class:`BudgetTracker`
+:class:`Budget` contains the limits a run may use; :class:`BudgetTracker`
 counts what the run has used and tells the executor whether it may start
 another task. It is plain bookkeeping: no clock, no I/O.
 
@@ -61,7 +61,7 @@ class Budget:
 
 @dataclass(frozen=True)
 class StopReason:
-    """Why a run stopped before its graph finished.
+    """The limit that stopped a run before its graph finished, and what did not run.
 
     ``not_run`` lists the tasks that were pending or ready when the last
     running task finished, in graph order.

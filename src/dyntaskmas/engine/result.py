@@ -16,7 +16,7 @@ from dyntaskmas.engine.budget import StopReason
 from dyntaskmas.graph.task import TaskKind, TaskState
 from dyntaskmas.llm.types import Usage
 
-#: ``stopped``: a budget limit was reached before the answer was written.
+#: ``stopped``: a budget limit was reached before the final task ran.
 RunStatus = Literal["succeeded", "failed", "stopped"]
 
 
