@@ -18,6 +18,7 @@ from test_cli import REQUEST, ThreadedServer, answering, run_main
         (["--max-run-tokens", "0"], "--max-run-tokens must be >= 1, got 0"),
         (["--follow-ups", "-2"], "--follow-ups must be >= 0, got -2"),
         (["--replans", "-1"], "--replans must be >= 0, got -1"),
+        (["--reviews", "-1"], "--reviews must be >= 0, got -1"),
     ],
 )
 def test_bad_budget_or_change_option_exits_2(

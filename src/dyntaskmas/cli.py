@@ -304,6 +304,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         ("--max-run-tokens", args.max_run_tokens, 1),
         ("--follow-ups", args.follow_ups, 0),
         ("--replans", args.replans, 0),
+        ("--reviews", args.reviews, 0),
     ]
     for flag, value, minimum in minimums:
         if value is not None and value < minimum:
@@ -342,6 +343,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         max_follow_ups=args.follow_ups,
         max_replans=args.replans,
         optimise=args.optimise,
+        max_reviews=args.reviews,
     )
 
 
@@ -373,6 +375,14 @@ def _add_dynamic_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="times a failed task is re-planned before it counts as failed (default: 0)",
+    )
+    parser.add_argument(
+        "--reviews",
+        type=int,
+        default=0,
+        metavar="N",
+        help="subtasks per plan that the planner may mark for a critique-and-revise loop "
+        "of up to 2 rounds (default: 0)",
     )
     parser.add_argument(
         "--optimise",

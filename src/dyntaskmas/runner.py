@@ -80,7 +80,9 @@ class RunOptions:
     subtasks work agents may ask for in one run (0: work output is plain
     text). ``max_replans`` is how many times a failed task is re-planned.
     ``optimise`` turns on the workflow optimiser (granularity of nested
-    plans, merges of tiny sibling tasks).
+    plans, merges of tiny sibling tasks). ``max_reviews`` is how many
+    subtasks of one decomposition the planner may mark for a
+    critique-and-revise loop.
     """
 
     base_url: str | None = None
@@ -108,6 +110,7 @@ class RunOptions:
     max_follow_ups: int = 0
     max_replans: int = 0
     optimise: bool = False
+    max_reviews: int = 0
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
@@ -149,6 +152,7 @@ class RunOptions:
                 _at_least(name, value, 1)
         _at_least("max_follow_ups", self.max_follow_ups, 0)
         _at_least("max_replans", self.max_replans, 0)
+        _at_least("max_reviews", self.max_reviews, 0)
         if self.api_key_env is not None and not os.environ.get(self.api_key_env):
             raise ConfigError(
                 f"environment variable {self.api_key_env} is not set or empty; "
@@ -259,7 +263,11 @@ class Runner:
         planner = Planner(
             self._models[0],
             roles=roles,
-            limits=PlanLimits(max_subtasks=options.max_subtasks, max_depth=options.max_depth),
+            limits=PlanLimits(
+                max_subtasks=options.max_subtasks,
+                max_depth=options.max_depth,
+                max_reviews=options.max_reviews,
+            ),
         )
         window = options.context_window_tokens or self._default_window
         config = EngineConfig(

@@ -7,11 +7,14 @@ from collections import Counter
 
 import pytest
 
+from dyntaskmas.engine.agent_pool import AgentPool, build_agents
+from dyntaskmas.engine.executor import PLANNER_ROLE, Engine, EngineConfig
 from dyntaskmas.engine.reflection import reflection_loop
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.llm.scripted import ScriptedReply, ScriptedRequest
+from dyntaskmas.planning.planner import PlanLimits, Planner
 
-from .harness import ROLE, end_of, make_engine, records, scripted_model, start_of, step
+from .harness import ROLE, ROLES, end_of, make_engine, records, scripted_model, start_of, step
 
 SYNTHESIS_MARK = "Final answer:"
 
@@ -141,3 +144,48 @@ async def test_two_interleaved_loops_both_reach_their_exits() -> None:
 def test_loop_rounds_are_bounded() -> None:
     with pytest.raises(ValueError, match="rounds must be between 1 and 10"):
         reflection_loop("x", "Write", role=ROLE, rounds=0)
+
+
+async def test_planner_marks_a_subtask_for_review() -> None:
+    """The plan asks for review of s2: s2 becomes a loop whose exit feeds the answer."""
+
+    def subtask(label: str, description: str, **extra: object) -> dict[str, object]:
+        return {
+            "id": label,
+            "description": description,
+            "role": ROLE,
+            "depends_on": [],
+            "atomic": True,
+            "cost": "small",
+            "output_size": "short",
+            **extra,
+        }
+
+    logic = LoopServer(approve_at={"Write the summary": 1})
+    plan = {
+        "subtasks": [
+            subtask("s1", "Find the facts"),
+            subtask("s2", "Write the summary", review=True),
+        ]
+    }
+
+    def handler(request: ScriptedRequest) -> ScriptedReply:
+        schema = (request.response_format or {}).get("json_schema", {}).get("schema", {})
+        if "subtasks" in schema.get("properties", {}):
+            return ScriptedReply(text=json.dumps(plan))
+        return logic(request)
+
+    async with scripted_model(handler) as (server, model):
+        pool = AgentPool(build_agents(2, [*ROLES, PLANNER_ROLE], {"scripted": model}))
+        planner = Planner(model, roles=ROLES, limits=PlanLimits(max_reviews=1))
+        engine = Engine(pool, planner=planner, config=EngineConfig(roles=ROLES))
+        result = await engine.run("Summarise the facts")
+
+    tasks = records(result)
+    assert result.status == "succeeded"
+    assert tasks["t.2"].kind == "join"
+    assert tasks["t.2"].output == "<Write the summary v0>"
+    assert tasks["t.2.c1"].output.startswith("approve")
+    assert "t.2" in tasks["answer"].depends_on
+    plan_call = server.calls[0].request
+    assert "review" in plan_call.messages[0]["content"]

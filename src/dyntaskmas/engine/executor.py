@@ -811,6 +811,22 @@ class Engine:
         run.notes.append(f"task {task_id!r} failed and was re-planned as {delta.add[1].id!r}")
         self._apply_delta(run, delta, now=now)
 
+    def _review_loop(self, spec: TaskSpec, depends_on: tuple[str, ...]) -> list[TaskSpec]:
+        """Return the tasks of a reflection loop whose exit takes ``spec``'s id."""
+        loop = reflection.reflection_loop(
+            spec.id,
+            spec.description,
+            role=spec.role,
+            rounds=int(spec.meta["review_rounds"]),
+            depends_on=depends_on,
+        )
+        return [
+            replace(task, depth=spec.depth, parent=spec.parent, tags=spec.tags)
+            if task.kind == "join"
+            else replace(task, depth=spec.depth, parent=spec.parent, cost_s=spec.cost_s)
+            for task in loop
+        ]
+
     def _overhead_estimate(self) -> OverheadEstimate:
         optimiser = self.config.optimiser or OptimiserConfig()
         return OverheadEstimate(optimiser.task_overhead_s, optimiser.min_samples)
@@ -962,6 +978,8 @@ class Engine:
                     meta={**spec.meta, "inherit": depends_on},
                 )
                 added.extend([sub_plan, join])
+            elif "review_rounds" in spec.meta:
+                added.extend(self._review_loop(spec, depends_on))
             else:
                 added.append(replace(spec, depends_on=depends_on))
         assert all(d in ids or d in inherit for s in specs for d in s.depends_on)

@@ -81,6 +81,11 @@ class PlanLimits:
     description_verbs: tuple[str, ...] = DEFAULT_DESCRIPTION_VERBS
     #: Seconds of estimated execution time for each cost word.
     cost_s: Mapping[CostSize, float] = field(default_factory=lambda: dict(DEFAULT_COST_S))
+    #: Subtasks one decomposition may mark for review (a critique-and-revise
+    #: loop). 0 leaves the ``review`` key out of the schema and the prompt.
+    max_reviews: int = 0
+    #: Most critique rounds of a reviewed subtask.
+    review_rounds: int = 2
     #: Estimated output tokens for each output-size word.
     output_tokens: Mapping[OutputSize, int] = field(
         default_factory=lambda: dict(DEFAULT_OUTPUT_TOKENS)
@@ -117,6 +122,12 @@ class PlanLimits:
             check_description_verbs(self.description_verbs, self.max_description_chars)
         except ValueError as exc:
             raise ConfigError(f"PlanLimits.description_verbs is invalid: {exc}") from exc
+        if self.max_reviews < 0:
+            raise ConfigError(f"PlanLimits.max_reviews must be >= 0, got {self.max_reviews}")
+        if not 1 <= self.review_rounds <= 10:
+            raise ConfigError(
+                f"PlanLimits.review_rounds must be between 1 and 10, got {self.review_rounds}"
+            )
         _check_table("cost_s", self.cost_s, COST_SIZES)
         _check_table("output_tokens", self.output_tokens, OUTPUT_SIZES)
 
@@ -181,6 +192,7 @@ class Planner:
             max_description_chars=self._limits.max_description_chars,
             ordered=self._limits.ordered_schema,
             description_verbs=self._limits.description_verbs,
+            review=self._limits.max_reviews > 0,
         )
 
     @property
@@ -230,6 +242,7 @@ class Planner:
             task_description,
             roles=self._roles,
             max_subtasks=limit,
+            max_reviews=self._limits.max_reviews,
         )
         context = f"{request}\n{task.description}"
 
@@ -277,6 +290,7 @@ class Planner:
             max_description_chars=self._limits.max_description_chars,
             cost_s=self._limits.cost_s,
             output_tokens=self._limits.output_tokens,
+            max_reviews=self._limits.max_reviews,
         )
         problems = list(result.problems)
         if result.decomposition is None and completion.finish_reason == "length":
@@ -338,7 +352,17 @@ class Planner:
                     output_tokens=subtask.output_tokens,
                     depth=depth,
                     parent=task.id,
-                    meta={"label": subtask.label, "atomic": atomic},
+                    meta={
+                        "label": subtask.label,
+                        "atomic": atomic,
+                        # A subtask planned again gets no loop: its join
+                        # has no draft to review.
+                        **(
+                            {"review_rounds": self._limits.review_rounds}
+                            if subtask.review and kind == "work"
+                            else {}
+                        ),
+                    },
                 )
             )
         return tuple(specs)
