@@ -6,7 +6,7 @@ import json
 
 from dyntaskmas.engine.agent_pool import AgentPool, build_agents
 from dyntaskmas.engine.executor import Engine, EngineConfig
-from dyntaskmas.engine.followups import FollowUpLimits
+from dyntaskmas.engine.followups import FollowUpLimits, parse_work_output
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.llm.openai_backend import OpenAIChatModel
 from dyntaskmas.llm.scripted import ScriptedReply, ScriptedRequest
@@ -152,3 +152,13 @@ async def test_follow_ups_stop_at_the_run_cap() -> None:
     assert len(server.calls) == 4
     assert all(t.state == "done" for t in result.tasks)
     assert any("the run allows 3 in all" in note for note in result.notes)
+
+
+def test_output_cut_off_inside_the_json_keeps_its_answer() -> None:
+    text = '{"answer": "The Nile is 6650 km", "follow_ups": [{"id": "f1", "descr'
+
+    output = parse_work_output(text, roles=ROLES, max_per_task=4)
+
+    assert output.answer == "The Nile is 6650 km"
+    assert output.follow_ups == ()
+    assert output.problems == ("the output was cut off, so any follow-ups in it were dropped",)

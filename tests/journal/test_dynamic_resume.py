@@ -10,14 +10,22 @@ from pathlib import Path
 
 import pytest
 
+from dyntaskmas.engine.agent_pool import AgentPool, build_agents
+from dyntaskmas.engine.executor import PLANNER_ROLE, Engine, EngineConfig
 from dyntaskmas.engine.followups import follow_ups_reason
+from dyntaskmas.engine.optimiser import OptimiserConfig
+from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.engine.replan import replan_reason
 from dyntaskmas.engine.result import RunResult
 from dyntaskmas.journal.recorder import JournalRecorder
+from dyntaskmas.journal.replay import ResumeState
 from dyntaskmas.journal.resume import load_resume_state
 from dyntaskmas.journal.store import JournalStore
+from dyntaskmas.llm.endpoint import Endpoint
+from dyntaskmas.llm.openai_backend import OpenAIChatModel
 from dyntaskmas.llm.scripted import ScriptedLLMServer, ScriptedReply, ScriptedRequest
-from dyntaskmas.observe.events import Event, GraphChanged
+from dyntaskmas.observe.events import Event, GraphChanged, TaskStarted
+from dyntaskmas.planning.planner import Planner
 from dyntaskmas.runner import Runner
 
 from .test_resume import SimulatedCrash, crash_when, descriptions, only_run_id
@@ -171,3 +179,52 @@ async def test_crash_after_replan_recorded_never_runs_the_replaced_task_again(
     assert states["t.1"] == "failed"
     assert states["t.1.r1"] == "done"
     assert result.answer == "answer from steps: b z"
+
+
+async def test_crash_after_merge_recorded_resumes_the_merged_graph(tmp_path: Path) -> None:
+    """The optimiser merges a and b; the run stops when the merged task starts.
+
+    On resume the originals stay cancelled and the merged task runs once.
+    """
+    merged_runs: list[str] = []
+
+    def handle(request: ScriptedRequest) -> ScriptedReply:
+        text = request.last_user_text
+        if request.response_format is not None:
+            plan = [subtask("s1", "Find fact a"), subtask("s2", "Find fact b")]
+            return ScriptedReply(text=json.dumps({"subtasks": plan}))
+        if "Final answer:" in text:
+            found = sorted(s for s in "ab" if f"output of step {s}" in text)
+            return ScriptedReply(text="answer from steps: " + " ".join(found))
+        if "Do these small tasks together" in text:
+            merged_runs.append(text)
+            return ScriptedReply(text="output of step a and output of step b")
+        return ScriptedReply(status=400, error_message="an original task ran")
+
+    async def run_engine(state: ResumeState | None) -> RunResult:
+        pool = AgentPool(build_agents(1, [*DEFAULT_ROLES, PLANNER_ROLE], {"scripted": model}))
+        config = EngineConfig(optimiser=OptimiserConfig(task_overhead_s=5.0))
+        engine = Engine(pool, planner=Planner(model, roles=DEFAULT_ROLES), config=config)
+        JournalRecorder(store).attach(engine.events)
+        if state is None:
+            engine.events.subscribe(
+                crash_when(lambda e: isinstance(e, TaskStarted) and e.task_id == "t.1.m")
+            )
+            return await engine.run(REQUEST, run_id="merge-run")
+        return await engine.resume(state)
+
+    async with ScriptedLLMServer(handle) as server:
+        endpoint = Endpoint(server.base_url, model=server.model)
+        async with OpenAIChatModel(endpoint) as model:
+            with JournalStore(tmp_path) as store:
+                with pytest.raises((SimulatedCrash, ExceptionGroup)):
+                    await run_engine(None)
+                _, state = load_resume_state(store, "merge-run")
+                result = await run_engine(state)
+
+    states = {task.id: task.state for task in result.tasks}
+    assert result.answer == "answer from steps: a b"
+    assert len(merged_runs) == 1
+    assert states["t.1"] == states["t.2"] == "cancelled"
+    assert states["t.1.m"] == "done"
+    assert not server.handler_errors

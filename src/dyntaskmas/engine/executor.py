@@ -652,11 +652,16 @@ class Engine:
         max_tokens = self.config.answer_max_tokens if synthesis else self.config.work_max_tokens
         role_description = self.config.roles.get(spec.role, "does the task it is given")
         request = run.request or spec.description
+        schema = self._output_schema(spec)
 
         def build(context: str = "") -> list[ChatMessage]:
             if synthesis:
                 return synthesis_messages(run.request, inputs, context=context)
-            return work_messages(request, spec, inputs, role_description, context=context)
+            messages = work_messages(request, spec, inputs, role_description, context=context)
+            if schema is not None:
+                # Inside build, so the context budget counts the instructions.
+                messages = self._with_output_instructions(spec, messages)
+            return messages
 
         messages = build()
         if run.context is not None:
@@ -669,9 +674,6 @@ class Engine:
             )
             messages = build(context=selection.render())
 
-        schema = self._output_schema(spec)
-        if schema is not None:
-            messages = self._with_output_instructions(spec, messages)
         completion = await agent.model.complete(
             messages,
             max_tokens=max_tokens,

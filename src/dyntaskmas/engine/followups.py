@@ -49,6 +49,9 @@ MAX_FOLLOW_UP_DESCRIPTION_CHARS = 200
 MAX_FOLLOW_UPS_PER_TASK = 16
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+# The start of a work output whose JSON was cut off: the answer string so far,
+# up to its closing quote or to the end of the text.
+_CUT_ANSWER = re.compile(r'\A\s*\{\s*"answer"\s*:\s*"((?:[^"\\]|\\.)*)(?:"|\Z)', re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,13 @@ def parse_work_output(
     """
     value = _json_object(text)
     if value is None or not isinstance(value.get("answer"), str):
+        cut = _answer_of_cut_output(text)
+        if cut is not None:
+            # The completion hit its token limit inside the JSON.
+            return WorkOutput(
+                answer=cut,
+                problems=("the output was cut off, so any follow-ups in it were dropped",),
+            )
         return WorkOutput(answer=text)
     answer = value["answer"]
     raw = value.get("follow_ups", [])
@@ -269,6 +279,18 @@ def _json_object(text: str) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _answer_of_cut_output(text: str) -> str | None:
+    """Return the answer string of JSON output cut off after it began, else None."""
+    match = _CUT_ANSWER.match(text)
+    if match is None:
+        return None
+    try:
+        answer = json.loads(f'"{match.group(1)}"')
+    except ValueError:
+        return None
+    return answer if isinstance(answer, str) and answer.strip() else None
 
 
 def _read_follow_up(
