@@ -10,7 +10,7 @@ from dyntaskmas.engine.replan import replan_round
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.llm.openai_backend import OpenAIChatModel
 from dyntaskmas.llm.scripted import ScriptedReply, ScriptedRequest
-from dyntaskmas.planning.planner import Planner
+from dyntaskmas.planning.planner import PlanLimits, Planner
 
 from .harness import ROLE, ROLES, records, scripted_model, step
 
@@ -126,3 +126,19 @@ def test_replan_round_counts_replans_on_the_way_to_a_task() -> None:
     assert replan_round("t.1") == 0
     assert replan_round("t.1.r1.2") == 1
     assert replan_round("t.1.r1.2.r2.1") == 2
+
+
+async def test_planner_limited_to_one_level_does_not_replan() -> None:
+    """With max_depth 1 the planner cannot plan a replacement, so the failure stands."""
+    server_logic = Server(replacement_fails=False)
+    async with scripted_model(server_logic) as (server, model):
+        agents = build_agents(2, [*ROLES, PLANNER_ROLE], {"scripted": model})
+        planner = Planner(model, roles=ROLES, limits=PlanLimits(max_depth=1))
+        config = EngineConfig(roles=ROLES, max_replans=2)
+        result = await Engine(AgentPool(agents), planner=planner, config=config).run_graph(
+            graph(), request=REQUEST
+        )
+
+    assert result.status == "failed"
+    assert server_logic.plan_prompts == []
+    assert len(server.calls) == 1

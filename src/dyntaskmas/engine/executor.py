@@ -106,6 +106,7 @@ from dyntaskmas.observe.events import (
     TaskReady,
     TaskStarted,
 )
+from dyntaskmas.planning.planner import Planner
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 
 if TYPE_CHECKING:
@@ -800,6 +801,7 @@ class Engine:
             or reflection.loop_step(spec) is not None
             or replan_round(task_id) >= self.config.max_replans
             or run.budget.reached is not None
+            or (isinstance(self.planner, Planner) and self.planner.limits.max_depth < 2)
         ):
             return
         delta = replan_delta(

@@ -58,7 +58,8 @@ def replan_delta(
         kind="plan",
         cost_s=plan_cost_s,
         # Depth 1, so the planner decomposes this description rather than
-        # the whole request, and its subtasks are not planned again.
+        # the whole request. A planner whose max_depth is 1 cannot plan at
+        # depth 1, so the executor re-plans only with max_depth >= 2.
         depth=1,
         parent=failed.parent,
         meta={"name": name, "target": name, "inherit": inherit},
