@@ -1064,7 +1064,9 @@ class Engine:
         )
         stop = run.budget.stop_reason(t.id for t in graph if not t.finished)
         status: RunStatus = "succeeded" if answer is not None else "failed"
-        if stop is not None and answer is None:
+        if stop is not None:
+            # Even with an answer: a ready-made graph's last end may have
+            # run while other tasks did not.
             status = "stopped"
         return RunResult(
             request=run.request,

@@ -16,7 +16,7 @@ from dyntaskmas.engine.budget import StopReason
 from dyntaskmas.graph.task import TaskKind, TaskState
 from dyntaskmas.llm.types import Usage
 
-#: ``stopped``: a budget limit was reached before the final task ran.
+#: ``stopped``: a budget limit was reached before every task ran.
 RunStatus = Literal["succeeded", "failed", "stopped"]
 
 
@@ -48,8 +48,9 @@ class RunResult:
     """Everything a run produced.
 
     ``status`` is ``succeeded`` when the final task is done, even if some
-    branch failed on the way; ``notes`` explains fallbacks, planner fixes and
-    failures in plain sentences.
+    branch failed on the way, and ``stopped`` when a budget limit kept some
+    tasks from running (``stop`` says which). ``notes`` explains fallbacks,
+    planner fixes and failures in plain sentences.
     """
 
     request: str
