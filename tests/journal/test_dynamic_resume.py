@@ -29,7 +29,7 @@ from dyntaskmas.planning.planner import Planner
 from dyntaskmas.runner import Runner
 
 from .test_resume import SimulatedCrash, crash_when, descriptions, only_run_id
-from .workload import REQUEST, options_for
+from .workload import REQUEST, PlannedWorkload, options_for
 
 
 def subtask(label: str, description: str) -> dict[str, object]:
@@ -228,3 +228,20 @@ async def test_crash_after_merge_recorded_resumes_the_merged_graph(tmp_path: Pat
     assert states["t.1"] == states["t.2"] == "cancelled"
     assert states["t.1.m"] == "done"
     assert not server.handler_errors
+
+
+async def test_run_stopped_by_its_budget_finishes_on_resume(tmp_path: Path) -> None:
+    """Two model calls per run: the plan and step a, then step b and the answer."""
+    workload = PlannedWorkload(steps=("a", "b"))
+    async with ScriptedLLMServer(workload.handle) as server:
+        async with Runner(options_for(server, tmp_path, max_llm_calls=2)) as runner:
+            first = await runner.run(REQUEST)
+        calls_before = workload.calls.copy()
+        second = await resume(server, tmp_path, max_llm_calls=2)
+
+    assert first.status == "stopped"
+    assert first.stop is not None and first.stop.not_run == ("answer", "t.2")
+    assert calls_before == {"plan": 1, "a": 1}
+    assert second.status == "succeeded"
+    assert workload.calls - calls_before == {"b": 1, "answer": 1}
+    assert second.answer == "answer from steps: a b"
