@@ -1,7 +1,7 @@
 """Run budgets: limits on tasks, model calls and tokens, and the stop they cause.
 
 :class:`Budget` contains the limits a run may use; :class:`BudgetTracker`
-counts what the run has used and tells the executor whether it may start
+counts what the run has used and decides whether the executor may start
 another task. It is plain bookkeeping: no clock, no I/O.
 
 Policy: a task that calls a model is started only while every limit leaves

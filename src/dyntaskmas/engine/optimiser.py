@@ -5,10 +5,10 @@ them and applies what they return. Nothing here awaits, logs or reads a
 clock.
 
 Granularity. Splitting work of estimated cost C seconds into n subtasks
-costs a plan call (P seconds), then ceil(n / A) waves of C / n + h on A
-idle agents, h being the measured overhead of one task (the time a call
-takes whatever its length), plus n transfers of t seconds as the outputs
-move into the dependents' prompts::
+costs a plan call of P seconds, then ceil(n / A) waves of C / n + h on A
+idle agents. h is the measured overhead of one task: the time a call takes
+whatever its length. The n outputs then move into the dependents' prompts,
+t seconds each::
 
     T(n) = P + ceil(n / A) * (C / n + h) + n * t        T(1) = C + h
 
