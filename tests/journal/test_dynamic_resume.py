@@ -17,6 +17,8 @@ from dyntaskmas.engine.optimiser import OptimiserConfig
 from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.engine.replan import replan_reason
 from dyntaskmas.engine.result import RunResult
+from dyntaskmas.graph.task import TaskSpec
+from dyntaskmas.journal.codec import decode_event, encode_event
 from dyntaskmas.journal.recorder import JournalRecorder
 from dyntaskmas.journal.replay import ResumeState
 from dyntaskmas.journal.resume import load_resume_state
@@ -245,3 +247,20 @@ async def test_run_stopped_by_its_budget_finishes_on_resume(tmp_path: Path) -> N
     assert second.status == "succeeded"
     assert workload.calls - calls_before == {"b": 1, "answer": 1}
     assert second.answer == "answer from steps: a b"
+
+
+def test_graph_change_with_removed_edges_round_trips() -> None:
+    event = GraphChanged(
+        "run",
+        1.5,
+        (TaskSpec(id="m", description="Merged", depends_on=("r",)),),
+        (("r", "m"), ("m", "end")),
+        ("a", "b"),
+        "optimiser: merged tiny sibling tasks",
+        edges_removed=(("a", "end"), ("b", "end")),
+    )
+    payload = encode_event(event)
+    old_payload = {key: value for key, value in payload.items() if key != "edges_removed"}
+
+    assert decode_event("GraphChanged", "run", 1.5, payload) == event
+    assert decode_event("GraphChanged", "run", 1.5, old_payload).edges_removed == ()  # type: ignore[attr-defined]
