@@ -57,14 +57,8 @@ from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.engine import followups, reflection
 from dyntaskmas.engine.agent_pool import Agent, AgentPool
 from dyntaskmas.engine.budget import Budget, BudgetTracker
-from dyntaskmas.engine.optimiser import (
-    Granularity,
-    OptimiserConfig,
-    OverheadEstimate,
-    choose_granularity,
-    merge_tiny_siblings,
-    merged_away,
-)
+from dyntaskmas.engine.changes import DeltaBuilder, GraphChanges
+from dyntaskmas.engine.optimiser import OptimiserConfig, OverheadEstimate, merged_away
 from dyntaskmas.engine.prompts import (
     DEFAULT_ROLES,
     SYNTHESIS_ROLE,
@@ -73,9 +67,7 @@ from dyntaskmas.engine.prompts import (
     synthesis_messages,
     work_messages,
 )
-from dyntaskmas.engine.provenance import stamp_source
 from dyntaskmas.engine.ready_queue import ReadyQueue
-from dyntaskmas.engine.replan import replan_delta, replan_round
 from dyntaskmas.engine.result import RunResult, RunStatus, TaskRecord
 from dyntaskmas.errors import (
     DynTaskMASError,
@@ -107,7 +99,6 @@ from dyntaskmas.observe.events import (
     TaskStarted,
 )
 from dyntaskmas.planning.planner import Planner
-from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
 
 if TYPE_CHECKING:
     from dyntaskmas.journal.replay import ResumeState
@@ -223,7 +214,7 @@ class _Outcome:
     notes: tuple[str, ...] = ()
     # Builds a delta from the graph as it is when the outcome is applied,
     # for changes that rewire the task's dependents.
-    delta_for: Callable[[TaskGraph], GraphDelta] | None = None
+    delta_for: DeltaBuilder | None = None
 
 
 @dataclass
@@ -321,7 +312,7 @@ class Engine:
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
             budget=BudgetTracker(self.config.budget),
-            overhead=self._overhead_estimate(),
+            overhead=self.changes.overhead_estimate(),
         )
         if self.context_factory is not None:
             run.context = self.context_factory(run.run_id)
@@ -373,7 +364,7 @@ class Engine:
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
             budget=BudgetTracker(self.config.budget),
-            overhead=self._overhead_estimate(),
+            overhead=self.changes.overhead_estimate(),
         )
         if self.context_factory is not None:
             run.context = self.context_factory(run.run_id)
@@ -653,7 +644,8 @@ class Engine:
         max_tokens = self.config.answer_max_tokens if synthesis else self.config.work_max_tokens
         role_description = self.config.roles.get(spec.role, "does the task it is given")
         request = run.request or spec.description
-        schema = self._output_schema(spec)
+        changes = self.changes
+        schema = changes.output_schema(spec)
 
         def build(context: str = "") -> list[ChatMessage]:
             if synthesis:
@@ -661,7 +653,7 @@ class Engine:
             messages = work_messages(request, spec, inputs, role_description, context=context)
             if schema is not None:
                 # Inside build, so the context budget counts the instructions.
-                messages = self._with_output_instructions(spec, messages)
+                messages = changes.with_output_instructions(spec, messages)
             return messages
 
         messages = build()
@@ -681,7 +673,7 @@ class Engine:
             temperature=self.config.temperature,
             json_schema=schema,
         )
-        output, delta_for, notes = self._read_output(run, spec, completion.text)
+        output, delta_for, notes = changes.read_output(spec, completion.text, run.notes)
         await self._publish(run, spec, output)
         return _Outcome(
             spec.id,
@@ -696,186 +688,33 @@ class Engine:
 
     # --- changes during a run --------------------------------------------------------
 
-    def _output_schema(self, spec: TaskSpec) -> dict[str, object] | None:
-        """Return the JSON schema a work call asks for, or None for plain text."""
-        step = reflection.loop_step(spec)
-        if step == "critique":
-            return reflection.CRITIQUE_SCHEMA
-        limits = self.config.follow_ups
-        if spec.kind != "work" or step is not None or limits is None:
-            return None
-        if int(spec.meta.get(followups.FOLLOW_UP_DEPTH, 0)) >= limits.max_depth:
-            return None
-        return followups.work_output_schema(list(self.config.roles), limits.max_per_task)
-
-    def _with_output_instructions(
-        self, spec: TaskSpec, messages: list[ChatMessage]
-    ) -> list[ChatMessage]:
-        if reflection.loop_step(spec) == "critique":
-            text = (
-                'Reply with a JSON object {"verdict": "approve" or "revise", '
-                '"reasons": what is good or what to change}.'
-            )
-        else:
-            limits = self.config.follow_ups
-            assert limits is not None, "only called when a schema was chosen"
-            text = followups.follow_up_instructions(list(self.config.roles), limits.max_per_task)
-        last = messages[-1]
-        return [*messages[:-1], ChatMessage(last.role, f"{last.content}\n\n{text}")]
-
-    def _read_output(
-        self, run: _Run, spec: TaskSpec, text: str
-    ) -> tuple[str, Callable[[TaskGraph], GraphDelta] | None, tuple[str, ...]]:
-        """Return a work task's output, the delta it asks for, and notes."""
-        if reflection.loop_step(spec) == "critique":
-            critique = reflection.parse_critique(text)
-            return critique.output, self._next_round(spec, critique), ()
-        limits = self.config.follow_ups
-        if spec.kind != "work" or reflection.loop_step(spec) is not None or limits is None:
-            return text, None, ()
-        depth = int(spec.meta.get(followups.FOLLOW_UP_DEPTH, 0))
-        parsed = followups.parse_work_output(
-            text,
-            roles=list(self.config.roles),
-            max_per_task=limits.max_per_task,
-            allow_follow_ups=depth < limits.max_depth,
+    @property
+    def changes(self) -> GraphChanges:
+        """The graph changes that task results may make, under the current config."""
+        can_replan = self.planner is not None and not (
+            isinstance(self.planner, Planner) and self.planner.limits.max_depth < 2
         )
-        notes = tuple(f"follow-ups of task {spec.id!r}: {p}" for p in parsed.problems)
-        if not parsed.follow_ups:
-            return parsed.answer, None, notes
-
-        def delta_for(graph: TaskGraph) -> GraphDelta:
-            assert limits is not None
-            added = sum(1 for t in graph if followups.FOLLOW_UP_DEPTH in t.spec.meta)
-            room = max(0, limits.max_per_run - added)
-            wanted = parsed.follow_ups
-            # Dependencies come first, so a prefix never names a dropped one.
-            kept = wanted[:room]
-            if len(kept) < len(wanted):
-                run.notes.append(
-                    f"task {spec.id!r} asked for {len(wanted)} follow-ups; {len(kept)} were "
-                    f"added, because the run allows {limits.max_per_run} in all"
-                )
-            if not kept:
-                return GraphDelta()
-            dependents = self._rewirable_dependents(graph, spec.id)
-            specs, edges = followups.follow_up_delta_specs(
-                spec, kept, dependents=dependents, cost_s=spec.cost_s
-            )
-            return GraphDelta(
-                add=stamp_source(specs, spec.id, "finished", parsed.answer),
-                add_edges=edges,
-                reason=followups.follow_ups_reason(spec.id),
-            )
-
-        return parsed.answer, delta_for, notes
-
-    def _next_round(
-        self, spec: TaskSpec, critique: reflection.Critique
-    ) -> Callable[[TaskGraph], GraphDelta] | None:
-        if critique.verdict == "approve":
-            return None
-
-        def delta_for(graph: TaskGraph) -> GraphDelta:
-            drafts = [
-                p
-                for p in graph.predecessors(spec.id)
-                if reflection.loop_step(graph.task(p).spec) in ("draft", "revise")
-            ]
-            specs, edges = reflection.next_round(spec, critique, drafts[0])
-            return GraphDelta(
-                add=stamp_source(specs, spec.id, "finished", critique.output),
-                add_edges=edges,
-                reason=reflection.loop_reason(spec.id),
-            )
-
-        return delta_for
+        return GraphChanges(self.config, can_replan=can_replan, planner_role=PLANNER_ROLE)
 
     def _replan(self, run: _Run, task_id: str, error: str, *, now: float) -> None:
         """Put a new plan in place of a failed work task, when the run allows one."""
-        graph = run.graph
-        spec = graph.task(task_id).spec
-        if (
-            self.planner is None
-            or spec.kind != "work"
-            or reflection.loop_step(spec) is not None
-            or replan_round(task_id) >= self.config.max_replans
-            or run.budget.reached is not None
-            or (isinstance(self.planner, Planner) and self.planner.limits.max_depth < 2)
-        ):
+        if run.budget.reached is not None:
             return
-        delta = replan_delta(
-            spec,
-            error,
-            predecessors=sorted(graph.predecessors(task_id)),
-            dependents=self._rewirable_dependents(graph, task_id),
-            plan_cost_s=self.config.plan_cost_s,
-            planner_role=PLANNER_ROLE,
-        )
+        delta = self.changes.replan(run.graph, task_id, error)
+        if delta is None:
+            return
         run.notes.append(f"task {task_id!r} failed and was re-planned as {delta.add[1].id!r}")
         self._apply_delta(run, delta, now=now)
 
-    def _review_loop(self, spec: TaskSpec, depends_on: tuple[str, ...]) -> list[TaskSpec]:
-        """Return the tasks of a reflection loop whose exit takes ``spec``'s id."""
-        loop = reflection.reflection_loop(
-            spec.id,
-            spec.description,
-            role=spec.role,
-            rounds=int(spec.meta["review_rounds"]),
-            depends_on=depends_on,
-        )
-        return [
-            replace(task, depth=spec.depth, parent=spec.parent, tags=spec.tags)
-            if task.kind == "join"
-            else replace(task, depth=spec.depth, parent=spec.parent, cost_s=spec.cost_s)
-            for task in loop
-        ]
-
-    def _overhead_estimate(self) -> OverheadEstimate:
-        optimiser = self.config.optimiser or OptimiserConfig()
-        return OverheadEstimate(optimiser.task_overhead_s, optimiser.min_samples)
-
-    def _granularity(self, run: _Run, spec: TaskSpec) -> Granularity | None:
-        """Return the optimiser's split of a nested plan task, or None to leave it alone."""
-        optimiser = self.config.optimiser
-        cost = spec.meta.get("work_cost_s")
-        if optimiser is None or not isinstance(cost, int | float):
-            return None
-        idle = sum(1 for a in self.pool.agents if a.idle or a.current_task == spec.id)
-        return choose_granularity(
-            cost_s=float(cost),
-            overhead_s=run.overhead.overhead_s,
-            plan_s=self.config.plan_cost_s,
-            transfer_s=self.config.transfer.transfer_s(spec.output_tokens),
-            idle_agents=idle,
-            max_subtasks=MAX_SUBTASKS_LIMIT,
-        )
-
-    def _merge_tiny_tasks(self, run: _Run, delta: GraphDelta, *, now: float) -> None:
+    def _merge_tiny_tasks(self, run: _Run, applied: GraphDelta, *, now: float) -> None:
         """Merge tiny sibling tasks that a decomposition just added."""
-        optimiser = self.config.optimiser
-        if optimiser is None or not delta.reason.startswith("decomposition by "):
-            return
-        merge = merge_tiny_siblings(
-            run.graph, overhead_s=run.overhead.overhead_s, max_merge=optimiser.max_merge
-        )
+        merge = self.changes.merge(run.graph, applied, overhead_s=run.overhead.overhead_s)
         if not merge.empty:
             run.notes.append(
                 f"optimiser merged {len(merge.cancel)} tiny tasks into {len(merge.add)}: "
                 + ", ".join(spec.id for spec in merge.add)
             )
             self._apply_delta(run, merge, now=now)
-
-    def _rewirable_dependents(self, graph: TaskGraph, task_id: str) -> list[str]:
-        return [
-            s
-            for s in self._natural_order_of(graph.successors(task_id))
-            if graph.task(s).state in ("pending", "ready")
-        ]
-
-    @staticmethod
-    def _natural_order_of(task_ids: Collection[str]) -> list[str]:
-        return sorted(task_ids, key=_natural_key)
 
     async def _plan(self, run: _Run, spec: TaskSpec, agent: Agent, started: float) -> _Outcome:
         assert self.planner is not None
@@ -887,7 +726,10 @@ class Engine:
         completions: tuple[Completion, ...] = ()
         failure: str | None = None
         new_specs: list[TaskSpec] = []
-        granularity = self._granularity(run, spec)
+        idle = sum(1 for a in self.pool.agents if a.idle or a.current_task == spec.id)
+        granularity = self.changes.granularity(
+            spec, overhead_s=run.overhead.overhead_s, idle_agents=idle
+        )
         if granularity is not None and not granularity.decompose:
             failure = (
                 f"was skipped by the optimiser (as one task {granularity.unsplit_s:.1f} s "
@@ -983,7 +825,7 @@ class Engine:
                 )
                 added.extend([sub_plan, join])
             elif "review_rounds" in spec.meta:
-                added.extend(self._review_loop(spec, depends_on))
+                added.extend(self.changes.review_loop(spec, depends_on))
             else:
                 added.append(replace(spec, depends_on=depends_on))
         assert all(d in ids or d in inherit for s in specs for d in s.depends_on)
