@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_TASKS,
         metavar="N",
-        help="tasks one run's graph may hold; a plan that would pass it runs as one task "
-        f"(default: {DEFAULT_MAX_TASKS})",
+        help="tasks one run's graph may hold: a plan that would pass it runs as one task, "
+        "and other growth (follow-ups, review loops) stops the run once this many tasks "
+        f"have called a model (default: {DEFAULT_MAX_TASKS})",
     )
     run.add_argument(
         "--config",
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object per request instead of text",
     )
+    _add_dynamic_options(run)
     _add_journal_options(run)
     _add_observe_options(run)
     _add_serve_sim_parser(commands)
@@ -349,6 +351,11 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         ("--max-subtasks", args.max_subtasks, 2),
         ("--max-tokens", args.max_tokens, 1),
         ("--local-servers", args.local_servers, 1),
+        ("--max-llm-calls", args.max_llm_calls, 1),
+        ("--max-run-tokens", args.max_run_tokens, 1),
+        ("--follow-ups", args.follow_ups, 0),
+        ("--replans", args.replans, 0),
+        ("--reviews", args.reviews, 0),
     ]
     for flag, value, minimum in minimums:
         if value is not None and value < minimum:
@@ -384,6 +391,54 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         context_window_tokens=args.context_window,
         journal=not args.no_journal,
         journal_dir=str(args.journal_dir) if args.journal_dir is not None else None,
+        max_llm_calls=args.max_llm_calls,
+        max_run_tokens=args.max_run_tokens,
+        max_follow_ups=args.follow_ups,
+        max_replans=args.replans,
+        optimise=args.optimise,
+        max_reviews=args.reviews,
+    )
+
+
+def _add_dynamic_options(parser: argparse.ArgumentParser) -> None:
+    """Add the budget and graph-change options of ``run``."""
+    budget = parser.add_argument_group(
+        "budget (a run that reaches a limit stops and lists what did not run)"
+    )
+    budget.add_argument("--max-llm-calls", type=int, metavar="N", help="model calls per run")
+    budget.add_argument(
+        "--max-run-tokens",
+        type=int,
+        metavar="TOKENS",
+        help="prompt plus completion tokens per run; calls in flight finish",
+    )
+    parser.add_argument(
+        "--follow-ups",
+        type=int,
+        default=0,
+        metavar="N",
+        help="follow-up subtasks that work agents may ask for per run (default: 0, off)",
+    )
+    parser.add_argument(
+        "--replans",
+        type=int,
+        default=0,
+        metavar="N",
+        help="times a failed task is re-planned before it counts as failed (default: 0)",
+    )
+    parser.add_argument(
+        "--reviews",
+        type=int,
+        default=0,
+        metavar="N",
+        help="subtasks per plan that the planner may mark for a critique-and-revise loop "
+        "of up to 2 rounds (default: 0)",
+    )
+    parser.add_argument(
+        "--optimise",
+        action="store_true",
+        help="let the workflow optimiser choose how far to split nested plans and merge "
+        "tiny sibling tasks",
     )
 
 
@@ -1062,6 +1117,12 @@ def _add_plan_parser(
         agents=1,
         concurrency="auto",
         max_tasks=DEFAULT_MAX_TASKS,
+        max_llm_calls=None,
+        max_run_tokens=None,
+        follow_ups=0,
+        replans=0,
+        reviews=0,
+        optimise=False,
         max_tokens=256,
         weighting="normalized",
         theta=DEFAULT_THETA,

@@ -20,13 +20,26 @@ def format_result(result: RunResult) -> str:
         format_tasks(result),
         format_summary(result),
     ]
+    if result.stop is not None:
+        sections.append(format_stop(result))
     if result.notes:
         sections.append("Notes:\n" + "\n".join(f"  - {note}" for note in result.notes))
     return "\n\n".join(sections)
 
 
+def format_stop(result: RunResult) -> str:
+    """Return why the run stopped early and which tasks did not run."""
+    stop = result.stop
+    if stop is None:
+        return ""
+    not_run = ", ".join(stop.not_run) or "none"
+    return f"Stopped early: {stop.message}\n  not run: {not_run}"
+
+
 def format_answer(result: RunResult) -> str:
     if result.answer is None:
+        if result.stop is not None:
+            return "Answer: (none; the run stopped at a budget limit, see below)"
         return "Answer: (none; the run failed, see the notes below)"
     body = textwrap.indent(result.answer.strip() or "(empty)", "  ")
     return f"Answer:\n{body}"

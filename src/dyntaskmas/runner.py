@@ -31,7 +31,10 @@ from dyntaskmas.config import EndpointConfig, Price, apply_config, load_config
 from dyntaskmas.context.manager import ContextManager
 from dyntaskmas.context.relevance import DEFAULT_THETA
 from dyntaskmas.engine.agent_pool import AgentPool, build_agents, build_role_agents
+from dyntaskmas.engine.budget import Budget
 from dyntaskmas.engine.executor import PLANNER_ROLE, Engine, EngineConfig
+from dyntaskmas.engine.followups import FollowUpLimits
+from dyntaskmas.engine.optimiser import OptimiserConfig
 from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.engine.result import RunResult
 from dyntaskmas.errors import ConfigError, EndpointUnavailableError
@@ -86,6 +89,14 @@ class RunOptions:
     ``journal`` records every run in the SQLite journal under ``journal_dir``
     (default: ``$DYNTASKMAS_JOURNAL_DIR``, else ``$XDG_DATA_HOME/dyntaskmas``,
     else ``~/.local/share/dyntaskmas``), so that it can be resumed.
+    ``max_tasks``, ``max_llm_calls`` and ``max_run_tokens`` are the run's
+    budget (None: no limit). ``max_follow_ups`` is how many follow-up
+    subtasks work agents may ask for in one run (0: work output is plain
+    text). ``max_replans`` is how many times a failed task is re-planned.
+    ``optimise`` turns on the workflow optimiser (granularity of nested
+    plans, merges of tiny sibling tasks). ``max_reviews`` is how many
+    subtasks of one decomposition the planner may mark for a
+    critique-and-revise loop.
     """
 
     base_url: str | None = None
@@ -117,6 +128,12 @@ class RunOptions:
     endpoints: tuple[EndpointConfig, ...] = ()
     role_endpoints: Mapping[str, str] = field(default_factory=dict)
     prices: Mapping[str, Price] = field(default_factory=dict)
+    max_llm_calls: int | None = None
+    max_run_tokens: int | None = None
+    max_follow_ups: int = 0
+    max_replans: int = 0
+    optimise: bool = False
+    max_reviews: int = 0
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
@@ -168,6 +185,13 @@ class RunOptions:
             raise ConfigError(
                 f"weighting {self.weighting!r} is unknown; use one of {', '.join(WEIGHTINGS)}"
             )
+        for name in ("max_tasks", "max_llm_calls", "max_run_tokens"):
+            value = getattr(self, name)
+            if value is not None:
+                _at_least(name, value, 1)
+        _at_least("max_follow_ups", self.max_follow_ups, 0)
+        _at_least("max_replans", self.max_replans, 0)
+        _at_least("max_reviews", self.max_reviews, 0)
         if self.api_key_env is not None and not os.environ.get(self.api_key_env):
             raise ConfigError(
                 f"environment variable {self.api_key_env} is not set or empty; "
@@ -337,7 +361,11 @@ class Runner:
         planner = Planner(
             self._models[0],
             roles=roles,
-            limits=PlanLimits(max_subtasks=options.max_subtasks, max_depth=options.max_depth),
+            limits=PlanLimits(
+                max_subtasks=options.max_subtasks,
+                max_depth=options.max_depth,
+                max_reviews=options.max_reviews,
+            ),
         )
         window = options.context_window_tokens or self._default_window
         config = EngineConfig(
@@ -347,6 +375,16 @@ class Runner:
             weighting=options.weighting,
             context_window_tokens=window,
             max_tasks=options.max_tasks,
+            budget=Budget(options.max_tasks, options.max_llm_calls, options.max_run_tokens),
+            follow_ups=(
+                FollowUpLimits(
+                    max_per_task=min(4, options.max_follow_ups), max_per_run=options.max_follow_ups
+                )
+                if options.max_follow_ups
+                else None
+            ),
+            max_replans=options.max_replans,
+            optimiser=OptimiserConfig() if options.optimise else None,
         )
 
         def new_context(run_id: str) -> ContextManager:

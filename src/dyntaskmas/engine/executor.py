@@ -24,6 +24,14 @@ Task kinds:
 ``synthesize``
     one model call that writes the final answer from its inputs.
 
+Changes during a run: a work task's output may ask for follow-up subtasks
+(:mod:`dyntaskmas.engine.followups`), a critique may ask for another round
+of its reflection loop (:mod:`dyntaskmas.engine.reflection`), and a failed
+work task may be re-planned (:mod:`dyntaskmas.engine.replan`). Each is one
+atomic delta applied before the task's finish or failure is recorded. A
+run stops early when its :class:`~dyntaskmas.engine.budget.Budget` is used
+up (:mod:`dyntaskmas.engine.budget`).
+
 Other policies, for comparison (``EngineConfig.priority`` and
 ``level_sync``): ``fifo`` and ``paper_summary`` priorities from
 :mod:`dyntaskmas.graph.priority`; level-synchronous execution holds every
@@ -47,8 +55,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
 
 from dyntaskmas.clock import Clock, MonotonicClock
 from dyntaskmas.context.manager import ContextManager
+from dyntaskmas.engine import followups, reflection
 from dyntaskmas.engine.admission import check_graph, check_request
 from dyntaskmas.engine.agent_pool import Agent, AgentPool
+from dyntaskmas.engine.budget import Budget, BudgetTracker
+from dyntaskmas.engine.changes import DeltaBuilder, GraphChanges
+from dyntaskmas.engine.optimiser import OptimiserConfig, OverheadEstimate, merged_away
 from dyntaskmas.engine.prompts import (
     DEFAULT_ROLES,
     SYNTHESIS_ROLE,
@@ -58,7 +70,7 @@ from dyntaskmas.engine.prompts import (
     work_messages,
 )
 from dyntaskmas.engine.ready_queue import ReadyQueue
-from dyntaskmas.engine.result import RunResult, TaskRecord
+from dyntaskmas.engine.result import RunResult, RunStatus, TaskRecord
 from dyntaskmas.errors import (
     DynTaskMASError,
     GraphError,
@@ -99,6 +111,7 @@ from dyntaskmas.observe.events import (
     TaskStarted,
     graph_changed,
 )
+from dyntaskmas.planning.planner import Planner
 
 if TYPE_CHECKING:
     from dyntaskmas.journal.replay import ResumeState
@@ -129,7 +142,12 @@ class Decomposer(Protocol):
     """The planner interface the executor calls."""
 
     async def decompose(
-        self, request: str, task: TaskSpec, *, model: ChatModel | None = None
+        self,
+        request: str,
+        task: TaskSpec,
+        *,
+        model: ChatModel | None = None,
+        max_subtasks: int | None = None,
     ) -> PlanOutcomeLike: ...
 
 
@@ -179,6 +197,16 @@ class EngineConfig:
     max_tasks: int | None = None
     # Rounds of tool calls a work task may make before it must answer.
     max_tool_rounds: int = 4
+    # Follow-up subtasks that work outputs may ask for; None: work output is
+    # plain text and no schema is sent with work calls.
+    follow_ups: followups.FollowUpLimits | None = None
+    # How many times a failed work task may be re-planned (needs a planner).
+    max_replans: int = 0
+    # Limits of each run; a run that reaches one stops early.
+    budget: Budget = field(default_factory=Budget)
+    # The workflow optimiser: granularity of nested plans and merges of tiny
+    # sibling tasks; None leaves plans as the planner makes them.
+    optimiser: OptimiserConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -198,6 +226,8 @@ class EngineConfig:
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.max_replans < 0:
+            raise ValueError(f"max_replans must be >= 0, got {self.max_replans}")
 
 
 @dataclass(frozen=True)
@@ -213,6 +243,9 @@ class _Outcome:
     delta: GraphDelta = field(default_factory=GraphDelta)
     completions: tuple[Completion, ...] = ()
     notes: tuple[str, ...] = ()
+    # Builds a delta from the graph as it is when the outcome is applied,
+    # for changes that rewire the task's dependents.
+    delta_for: DeltaBuilder | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +327,8 @@ class _Run:
     # _natural_key of each id seen, so inputs and records sort without
     # re-parsing ids: a task's id is parsed once, not once per dependent.
     natural_keys: dict[str, tuple[tuple[int, int | str], ...]] = field(default_factory=dict)
+    budget: BudgetTracker = field(default_factory=BudgetTracker)
+    overhead: OverheadEstimate = field(default_factory=lambda: OverheadEstimate(0.5))
 
 
 class Engine:
@@ -369,6 +404,8 @@ class Engine:
             graph=graph,
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
+            budget=BudgetTracker(self.config.budget),
+            overhead=self.changes.overhead_estimate(),
         )
         if self.context_factory is not None:
             run.context = self.context_factory(run.run_id)
@@ -402,6 +439,11 @@ class Engine:
             for finished in state.finished:
                 graph.mark_running(finished.task_id, agent=finished.agent, now=0.0)
                 graph.mark_done(finished.task_id, finished.output, now=0.0)
+            # A replaced task failed and its replacement is in the graph, so
+            # it never runs again; nothing depends on it any more.
+            replaced = [(t, e) for t, e in state.replaced if graph.task(t).state == "ready"]
+            for task_id, error in replaced:
+                graph.mark_failed(task_id, error, now=0.0)
         except GraphError as exc:
             raise JournalError(
                 f"the journal of run {state.run_id!r} does not rebuild a valid graph ({exc}); "
@@ -414,10 +456,15 @@ class Engine:
             graph=graph,
             queue=ReadyQueue(aging_per_s=self.config.aging_per_s),
             started=self.clock.now(),
+            budget=BudgetTracker(self.config.budget),
+            overhead=self.changes.overhead_estimate(),
         )
         if self.context_factory is not None:
             run.context = self.context_factory(run.run_id)
         self.events.emit(RunStarted(run.run_id, 0.0, state.request, len(self.pool.agents)))
+        for task_id, error in replaced:
+            if task_id not in state.failed:
+                self.events.emit(TaskFailed(run.run_id, 0.0, task_id, error, ()))
         for finished in state.finished:
             spec = graph.task(finished.task_id).spec
             if spec.kind != "plan":
@@ -461,7 +508,7 @@ class Engine:
                 self._apply(run, outcome)
 
         unfinished = [t.id for t in graph if not t.finished]
-        if unfinished:
+        if unfinished and run.budget.reached is None:
             raise StuckRunError(unfinished)
         outcome_result = self._result(run)
         self.events.emit(
@@ -542,6 +589,8 @@ class Engine:
     def _dispatch(self, run: _Run) -> list[tuple[str, Agent]]:
         launched: list[tuple[str, Agent]] = []
         while True:
+            if len(run.queue) and not run.budget.may_start(running=len(run.running)):
+                return launched
             task_id = run.queue.pop_best(self.pool.idle_roles())
             if task_id is None:
                 return launched
@@ -552,6 +601,7 @@ class Engine:
             run.graph.mark_running(task_id, agent=agent.name, now=now)
             self.events.emit(TaskStarted(run.run_id, now, task_id, agent.name, agent.endpoint))
             run.running.add(task_id)
+            run.budget.started()
             launched.append((task_id, agent))
 
     async def _finish_joins(self, run: _Run) -> None:
@@ -561,7 +611,13 @@ class Engine:
             task = run.graph.task(task_id)
             inherited = set(task.spec.meta.get("inherit", ()))
             inputs = [i for i in self._inputs(run, task_id) if i.task_id not in inherited]
-            output = join_output(inputs)
+            if reflection.loop_step(task.spec) == "exit":
+                graph = run.graph
+                output = reflection.loop_output(
+                    (graph.task(i.task_id).spec, i.output) for i in inputs
+                )
+            else:
+                output = join_output(inputs)
             run.graph.mark_running(task_id, agent=None, now=now)
             self.events.emit(TaskStarted(run.run_id, now, task_id, None, None))
             # Dependents of a join read its output from the context manager,
@@ -600,15 +656,24 @@ class Engine:
         run.running.discard(outcome.task_id)
         self.pool.release(outcome.agent, outcome.finished_at - outcome.started_at)
         run.model_calls.extend(outcome.completions)
+        run.budget.charge(outcome.completions)
         run.notes.extend(outcome.notes)
         graph = run.graph
         finished_at = outcome.finished_at - run.started
         if outcome.error is not None:
             logger.info("task %s failed: %s", outcome.task_id, outcome.error)
+            self._replan(run, outcome.task_id, outcome.error, now=finished_at)
             self._fail(run, outcome.task_id, outcome.error, now=finished_at)
             return
-        if not outcome.delta.empty:
-            self._apply_delta(run, outcome.delta, now=finished_at)
+        delta = outcome.delta if outcome.delta_for is None else outcome.delta_for(graph)
+        if not delta.empty:
+            self._apply_delta(run, delta, now=finished_at)
+            self._merge_tiny_tasks(run, delta, now=finished_at)
+        if outcome.completions and graph.task(outcome.task_id).spec.kind == "work":
+            run.overhead.add(
+                outcome.finished_at - outcome.started_at,
+                sum(c.usage.completion_tokens for c in outcome.completions),
+            )
         assert outcome.output is not None
         self.events.emit(
             TaskFinished(
@@ -722,11 +787,17 @@ class Engine:
         max_tokens = self.config.answer_max_tokens if synthesis else self.config.work_max_tokens
         role_description = self.config.roles.get(spec.role, "does the task it is given")
         request = run.request or spec.description
+        changes = self.changes
+        schema = changes.output_schema(spec)
 
         def build(context: str = "") -> list[ChatMessage]:
             if synthesis:
                 return synthesis_messages(run.request, inputs, context=context)
-            return work_messages(request, spec, inputs, role_description, context=context)
+            messages = work_messages(request, spec, inputs, role_description, context=context)
+            if schema is not None:
+                # Inside build, so the context budget counts the instructions.
+                messages = changes.with_output_instructions(spec, messages)
+            return messages
 
         messages = build()
         if run.context is not None:
@@ -755,6 +826,9 @@ class Engine:
             # Imported here: jsonschema, which the tools need, takes 0.1 s to import.
             from dyntaskmas.tools.loop import complete_with_tools
 
+            # NOTE: the tool loop sends no response schema, so a work task
+            # with tools can ask for follow-ups only if its model writes the
+            # JSON form unprompted by a schema.
             looped = await complete_with_tools(
                 model,
                 messages,
@@ -766,18 +840,54 @@ class Engine:
             completion, completions = looped.final, looped.completions
         else:
             completion = await model.complete(
-                messages, max_tokens=max_tokens, temperature=self.config.temperature
+                messages,
+                max_tokens=max_tokens,
+                temperature=self.config.temperature,
+                json_schema=schema,
             )
             completions = (completion,)
-        await self._publish(run, spec, completion.text)
+        output, delta_for, notes = changes.read_output(spec, completion.text, run.notes)
+        await self._publish(run, spec, output)
         return _Outcome(
             spec.id,
             agent,
             started,
             self.clock.now(),
-            output=completion.text,
+            output=output,
             completions=completions,
+            notes=notes,
+            delta_for=delta_for,
         )
+
+    # --- changes during a run --------------------------------------------------------
+
+    @property
+    def changes(self) -> GraphChanges:
+        """The graph changes that task results may make, under the current config."""
+        can_replan = self.planner is not None and not (
+            isinstance(self.planner, Planner) and self.planner.limits.max_depth < 2
+        )
+        return GraphChanges(self.config, can_replan=can_replan, planner_role=PLANNER_ROLE)
+
+    def _replan(self, run: _Run, task_id: str, error: str, *, now: float) -> None:
+        """Put a new plan in place of a failed work task, when the run allows one."""
+        if run.budget.reached is not None:
+            return
+        delta = self.changes.replan(run.graph, task_id, error)
+        if delta is None:
+            return
+        run.notes.append(f"task {task_id!r} failed and was re-planned as {delta.add[1].id!r}")
+        self._apply_delta(run, delta, now=now)
+
+    def _merge_tiny_tasks(self, run: _Run, applied: GraphDelta, *, now: float) -> None:
+        """Merge tiny sibling tasks that a decomposition just added."""
+        merge = self.changes.merge(run.graph, applied, overhead_s=run.overhead.overhead_s)
+        if not merge.empty:
+            run.notes.append(
+                f"optimiser merged {len(merge.cancel)} tiny tasks into {len(merge.add)}: "
+                + ", ".join(spec.id for spec in merge.add)
+            )
+            self._apply_delta(run, merge, now=now)
 
     async def _plan(self, run: _Run, spec: TaskSpec, agent: Agent, started: float) -> _Outcome:
         assert self.planner is not None
@@ -788,26 +898,39 @@ class Engine:
         notes: list[str] = []
         completions: tuple[Completion, ...] = ()
         failure: str | None = None
-        try:
-            plan = await self.planner.decompose(
-                run.request or spec.description,
-                subject,
-                model=self._recording(run, spec.id, agent),
+        new_specs: list[TaskSpec] = []
+        idle = sum(1 for a in self.pool.agents if a.idle or a.current_task == spec.id)
+        granularity = self.changes.granularity(
+            spec, overhead_s=run.overhead.overhead_s, idle_agents=idle
+        )
+        if granularity is not None and not granularity.decompose:
+            failure = (
+                f"was skipped by the optimiser (as one task {granularity.unsplit_s:.1f} s "
+                f"predicted, split {granularity.predicted_s:.1f} s)"
             )
-            new_specs = list(plan.specs)
-            completions = tuple(plan.completions)
-            notes.extend(f"plan {name}: {fix}" for fix in plan.fixes)
-        except InvalidPlanError as exc:
-            completions = exc.completions
-            problems = "; ".join(exc.problems) or str(exc)
-            failure = f"failed after one repair attempt ({problems})"
-        except LLMError as exc:
-            # A server may reject the structured-output request itself:
-            # llama-cpp-python 0.3.36 rejects OpenAI's json_schema form with a
-            # 500. The work can still run undecomposed, and if the server is
-            # down, that task fails too.
-            logger.info("plan call for %s failed: %s", name, exc)
-            failure = f"failed because the plan call failed ({exc})"
+        else:
+            max_subtasks = granularity.max_subtasks if granularity is not None else None
+            try:
+                plan = await self.planner.decompose(
+                    run.request or spec.description,
+                    subject,
+                    model=self._recording(run, spec.id, agent),
+                    max_subtasks=max_subtasks,
+                )
+                new_specs = list(plan.specs)
+                completions = tuple(plan.completions)
+                notes.extend(f"plan {name}: {fix}" for fix in plan.fixes)
+            except InvalidPlanError as exc:
+                completions = exc.completions
+                problems = "; ".join(exc.problems) or str(exc)
+                failure = f"failed after one repair attempt ({problems})"
+            except LLMError as exc:
+                # A server may reject the structured-output request itself:
+                # llama-cpp-python 0.3.36 rejects OpenAI's json_schema form with a
+                # 500. The work can still run undecomposed, and if the server is
+                # down, that task fails too.
+                logger.info("plan call for %s failed: %s", name, exc)
+                failure = f"failed because the plan call failed ({exc})"
         if failure is not None:
             notes.append(f"planning {name!r} {failure}; it ran as a single task instead")
             new_specs = [
@@ -900,7 +1023,12 @@ class Engine:
                     cost_s=self.config.plan_cost_s,
                     depth=spec.depth,
                     parent=spec.parent,
-                    meta={"name": spec.id, "target": spec.id, "inherit": depends_on},
+                    meta={
+                        "name": spec.id,
+                        "target": spec.id,
+                        "inherit": depends_on,
+                        "work_cost_s": spec.cost_s,
+                    },
                 )
                 join = replace(
                     spec,
@@ -910,6 +1038,8 @@ class Engine:
                     meta={**spec.meta, "inherit": depends_on},
                 )
                 added.extend([sub_plan, join])
+            elif "review_rounds" in spec.meta:
+                added.extend(self.changes.review_loop(spec, depends_on))
             else:
                 added.append(replace(spec, depends_on=depends_on))
         assert all(d in ids or d in inherit for s in specs for d in s.depends_on)
@@ -970,7 +1100,10 @@ class Engine:
 
         # The answer is the output of the last sink: the synthesis task of a
         # planned run, or the last end of a ready-made graph.
-        sinks = [t for t in graph if not graph.successors(t.id)]
+        # A task that was replaced after failing has no dependents left, but
+        # it is not an end of the graph.
+        replaced = {t.spec.meta.get("replaces") for t in graph} | merged_away(t.spec for t in graph)
+        sinks = [t for t in graph if not graph.successors(t.id) and t.id not in replaced]
         final = sinks[-1] if sinks else None
         answer = final.output if final is not None and final.state == "done" else None
 
@@ -985,9 +1118,15 @@ class Engine:
             prompt_tokens=sum(c.usage.prompt_tokens for c in run.model_calls),
             completion_tokens=sum(c.usage.completion_tokens for c in run.model_calls),
         )
+        stop = run.budget.stop_reason(t.id for t in graph if not t.finished)
+        status: RunStatus = "succeeded" if answer is not None else "failed"
+        if stop is not None:
+            # Even with an answer: a ready-made graph's last end may have
+            # run while other tasks did not.
+            status = "stopped"
         return RunResult(
             request=run.request,
-            status="succeeded" if answer is not None else "failed",
+            status=status,
             answer=answer,
             tasks=tuple(records),
             makespan_s=self._now(run),
@@ -996,6 +1135,7 @@ class Engine:
             usage=usage,
             notes=tuple(notes),
             context=asdict(run.context.stats) if run.context is not None else None,
+            stop=stop,
         )
 
 

@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from dyntaskmas.engine.budget import StopReason
 from dyntaskmas.graph.task import TaskKind, TaskState
 from dyntaskmas.llm.types import Usage
 
-RunStatus = Literal["succeeded", "failed"]
+#: ``stopped``: a budget limit was reached before every task ran.
+RunStatus = Literal["succeeded", "failed", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,9 @@ class RunResult:
     """Everything a run produced.
 
     ``status`` is ``succeeded`` when the final task is done, even if some
-    branch failed on the way; ``notes`` explains fallbacks, planner fixes and
-    failures in plain sentences.
+    branch failed on the way, and ``stopped`` when a budget limit kept some
+    tasks from running (``stop`` says which). ``notes`` explains fallbacks,
+    planner fixes and failures in plain sentences.
     """
 
     request: str
@@ -62,6 +65,9 @@ class RunResult:
     # Counters of the run's context manager (updates delivered, tokens moved,
     # entries left out...), or None for a run without one.
     context: Mapping[str, int] | None = None
+    # Set when a budget limit stopped the run early: the limit, and the
+    # tasks that did not run.
+    stop: StopReason | None = None
 
     @property
     def max_concurrency(self) -> int:
@@ -105,4 +111,17 @@ class RunResult:
             },
             "notes": list(self.notes),
             "context": dict(self.context) if self.context is not None else None,
+            "stop": _stop_json(self.stop),
         }
+
+
+def _stop_json(stop: StopReason | None) -> dict[str, Any] | None:
+    if stop is None:
+        return None
+    return {
+        "limit": stop.limit,
+        "allowed": stop.allowed,
+        "used": stop.used,
+        "not_run": list(stop.not_run),
+        "message": stop.message,
+    }

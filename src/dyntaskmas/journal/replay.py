@@ -12,6 +12,13 @@ A crash between them leaves the subtasks in the journal but the plan task
 unfinished. Running that plan again would add its subtasks a second time,
 so a plan task whose delta is recorded counts as finished, with the output
 the engine would have recorded, placed where its delta was.
+
+Other deltas that a task's result makes (follow-ups it asked for, the next
+round of a reflection loop, the replacement of a failed task) carry their
+source task and its output or error on their first task (see
+:mod:`dyntaskmas.engine.provenance`). The same rule applies: a source whose
+delta is recorded counts as finished with that output, or as failed and
+replaced, so the delta is never made twice.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dyntaskmas.engine.executor import decomposition_reason, plan_output
+from dyntaskmas.engine.provenance import source_of
 from dyntaskmas.graph.delta import Edge, GraphDelta
 from dyntaskmas.observe.events import (
     Event,
@@ -54,6 +62,9 @@ class ResumeState:
     finished: tuple[FinishedTask, ...]
     # Tasks whose last recorded outcome is a failure; they run again.
     failed: tuple[str, ...]
+    # Failed tasks that a recorded delta replaced, with their errors; they
+    # never run again.
+    replaced: tuple[tuple[str, str], ...] = ()
 
     @property
     def task_ids(self) -> list[str]:
@@ -70,6 +81,7 @@ def fold_events(run_id: str, events: Iterable[Event]) -> ResumeState:
     # replaced in place when its recorded finish follows.
     finished: dict[str, FinishedTask] = {}
     failed: dict[str, None] = {}
+    replaced: dict[str, str] = {}
 
     for event in events:
         if isinstance(event, RunStarted):
@@ -87,10 +99,20 @@ def fold_events(run_id: str, events: Iterable[Event]) -> ResumeState:
                 finished[source] = FinishedTask(
                     source, plan_output(subtasks), agent=None, recovered=True
                 )
+            for spec in event.added:
+                marks = source_of(spec)
+                if marks is None:
+                    continue
+                task_id, outcome, text = marks
+                if outcome == "replaced":
+                    replaced[task_id] = text
+                    failed.pop(task_id, None)
+                elif task_id not in finished:
+                    finished[task_id] = FinishedTask(task_id, text, agent=None, recovered=True)
         elif isinstance(event, TaskFinished):
             finished[event.task_id] = FinishedTask(event.task_id, event.output, event.agent)
             failed.pop(event.task_id, None)
-        elif isinstance(event, TaskFailed):
+        elif isinstance(event, TaskFailed) and event.task_id not in replaced:
             failed[event.task_id] = None
 
     return ResumeState(
@@ -99,6 +121,7 @@ def fold_events(run_id: str, events: Iterable[Event]) -> ResumeState:
         deltas=tuple(deltas),
         finished=tuple(finished.values()),
         failed=tuple(failed),
+        replaced=tuple(replaced.items()),
     )
 
 

@@ -82,6 +82,11 @@ class PlanLimits:
     description_verbs: tuple[str, ...] = DEFAULT_DESCRIPTION_VERBS
     #: Seconds of estimated execution time for each cost word.
     cost_s: Mapping[CostSize, float] = field(default_factory=lambda: dict(DEFAULT_COST_S))
+    #: Subtasks one decomposition may mark for review (a critique-and-revise
+    #: loop). 0 leaves the ``review`` key out of the schema and the prompt.
+    max_reviews: int = 0
+    #: Most critique rounds of a reviewed subtask.
+    review_rounds: int = 2
     #: Estimated output tokens for each output-size word.
     output_tokens: Mapping[OutputSize, int] = field(
         default_factory=lambda: dict(DEFAULT_OUTPUT_TOKENS)
@@ -123,6 +128,12 @@ class PlanLimits:
             check_description_verbs(self.description_verbs, self.max_description_chars)
         except ValueError as exc:
             raise ConfigError(f"PlanLimits.description_verbs is invalid: {exc}") from exc
+        if self.max_reviews < 0:
+            raise ConfigError(f"PlanLimits.max_reviews must be >= 0, got {self.max_reviews}")
+        if not 1 <= self.review_rounds <= 10:
+            raise ConfigError(
+                f"PlanLimits.review_rounds must be between 1 and 10, got {self.review_rounds}"
+            )
         _check_table("cost_s", self.cost_s, COST_SIZES)
         _check_table("output_tokens", self.output_tokens, OUTPUT_SIZES)
 
@@ -187,6 +198,7 @@ class Planner:
             max_description_chars=self._limits.max_description_chars,
             ordered=self._limits.ordered_schema,
             description_verbs=self._limits.description_verbs,
+            review=self._limits.max_reviews > 0,
         )
 
     @property
@@ -199,12 +211,19 @@ class Planner:
         return self._schema
 
     async def decompose(
-        self, request: str, task: TaskSpec, *, model: ChatModel | None = None
+        self,
+        request: str,
+        task: TaskSpec,
+        *,
+        model: ChatModel | None = None,
+        max_subtasks: int | None = None,
     ) -> PlanOutcome:
         """Decompose ``task``, part of the user's ``request``, into new task specs.
 
         ``model`` replaces the planner's own model for this call, so that the
         engine can plan on whichever agent (and endpoint) runs the plan task.
+        ``max_subtasks`` lowers the limit of subtasks for this call (the
+        workflow optimiser's choice); it never raises it.
 
         Makes one model call, and one repair call when the first output has
         problems. Raises :class:`~dyntaskmas.errors.InvalidPlanError` when the
@@ -219,19 +238,23 @@ class Planner:
                 f"{self._limits.max_depth}; run it as a work task instead of decomposing it"
             )
 
+        limit = self._limits.max_subtasks
+        if max_subtasks is not None:
+            limit = max(2, min(limit, max_subtasks))
         is_request = task.depth == 0 or task.description.strip() == request.strip()
         task_description = None if is_request else task.description
         messages = decomposition_messages(
             request,
             task_description,
             roles=self._roles,
-            max_subtasks=self._limits.max_subtasks,
+            max_subtasks=limit,
+            max_reviews=self._limits.max_reviews,
         )
         context = f"{request}\n{task.description}"
 
         model = model if model is not None else self._model
         first = await self._call(model, messages, self._limits.temperature)
-        first_result = self._parse(first, context)
+        first_result = self._parse(first, context, limit)
         if first_result.decomposition is not None:
             logger.debug("plan for task %s accepted on the first call", task.id)
             return self._outcome(task, first_result.decomposition, first_result, (first,), ())
@@ -243,7 +266,7 @@ class Planner:
         )
         repair = repair_messages(messages, first_result.problems)
         second = await self._call(model, repair, self._limits.repair_temperature)
-        second_result = self._parse(second, context)
+        second_result = self._parse(second, context, limit)
         if second_result.decomposition is None:
             raise InvalidPlanError(task.id, second_result.problems, (first, second))
         return self._outcome(
@@ -264,15 +287,16 @@ class Planner:
             json_schema=self._schema,
         )
 
-    def _parse(self, completion: Completion, context: str) -> ParseResult:
+    def _parse(self, completion: Completion, context: str, max_subtasks: int) -> ParseResult:
         """Validate ``completion``; ``context`` is the request and task text the model was given."""
         result = parse_decomposition(
             completion.text,
             roles=list(self._roles),
-            max_subtasks=self._limits.max_subtasks,
+            max_subtasks=max_subtasks,
             max_description_chars=self._limits.max_description_chars,
             cost_s=self._limits.cost_s,
             output_tokens=self._limits.output_tokens,
+            max_reviews=self._limits.max_reviews,
         )
         problems = list(result.problems)
         if result.decomposition is None and completion.finish_reason == "length":
@@ -334,7 +358,17 @@ class Planner:
                     output_tokens=subtask.output_tokens,
                     depth=depth,
                     parent=task.id,
-                    meta={"label": subtask.label, "atomic": atomic},
+                    meta={
+                        "label": subtask.label,
+                        "atomic": atomic,
+                        # A subtask planned again gets no loop: its join
+                        # has no draft to review.
+                        **(
+                            {"review_rounds": self._limits.review_rounds}
+                            if subtask.review and kind == "work"
+                            else {}
+                        ),
+                    },
                 )
             )
         return tuple(specs)

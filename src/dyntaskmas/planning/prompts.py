@@ -33,6 +33,7 @@ def decomposition_messages(
     *,
     roles: Mapping[str, str],
     max_subtasks: int,
+    max_reviews: int = 0,
 ) -> list[ChatMessage]:
     """Build the messages that ask for a decomposition.
 
@@ -44,7 +45,8 @@ def decomposition_messages(
     than text in the system prompt: small models copy the form of an answer
     they have "given" more reliably than one they were shown.
     """
-    messages = [ChatMessage("system", system_prompt(roles=roles, max_subtasks=max_subtasks))]
+    system = system_prompt(roles=roles, max_subtasks=max_subtasks, max_reviews=max_reviews)
+    messages = [ChatMessage("system", system)]
     # The example has three subtasks, so under a smaller limit it would teach
     # the model to break the limit.
     if max_subtasks >= len(_example_subtasks("r", "r")):
@@ -54,9 +56,18 @@ def decomposition_messages(
     return messages
 
 
-def system_prompt(*, roles: Mapping[str, str], max_subtasks: int) -> str:
-    """Build the system prompt: the job, the roles and the rules."""
+def system_prompt(*, roles: Mapping[str, str], max_subtasks: int, max_reviews: int = 0) -> str:
+    """Build the system prompt: the job, the roles and the rules.
+
+    With ``max_reviews`` above 0 a rule explains the optional ``review`` flag.
+    """
     role_lines = "\n".join(f"- {name}: {text}" for name, text in roles.items())
+    review_rule = (
+        f'\n- Set "review": true on at most {max_reviews} subtasks whose result a critic '
+        "should check and have revised, such as a written answer."
+        if max_reviews > 0
+        else ""
+    )
     return (
         "You split a task into subtasks for a team of agents. "
         "Reply with one JSON object and nothing else.\n\n"
@@ -68,6 +79,7 @@ def system_prompt(*, roles: Mapping[str, str], max_subtasks: int) -> str:
         "Subtasks that do not need each other have no dependency, so they run in parallel.\n"
         "- The last subtask combines the results into the answer.\n"
         "- atomic is true when one agent can do the subtask in one step."
+        f"{review_rule}"
     )
 
 

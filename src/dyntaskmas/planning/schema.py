@@ -72,6 +72,10 @@ MAX_SUBTASKS_LIMIT: Final = MAX_SUBTASKS_PER_PLAN
 #: chooses dependencies and size hints.
 SUBTASK_KEYS: Final = ("id", "description", "role", "depends_on", "atomic", "cost", "output_size")
 
+#: Optional key of a subtask, allowed only when the planner may ask for
+#: reviews: true asks for a critique-and-revise loop around the subtask.
+REVIEW_KEY: Final = "review"
+
 
 def subtask_labels(max_subtasks: int) -> tuple[str, ...]:
     """Return the labels a decomposition of up to ``max_subtasks`` items may use."""
@@ -86,6 +90,7 @@ def decomposition_schema(
     max_description_chars: int = DEFAULT_MAX_DESCRIPTION_CHARS,
     ordered: bool = True,
     description_verbs: Sequence[str] = (),
+    review: bool = False,
 ) -> dict[str, Any]:
     """Build the JSON schema of a decomposition into at most ``max_subtasks`` subtasks.
 
@@ -98,6 +103,8 @@ def decomposition_schema(
     ``description_verbs``, when given, makes each description start with one
     of these words followed by a space. This steers small models away from
     stating a result in the description. The validator does not require it.
+
+    ``review`` adds the optional boolean ``review`` to each subtask.
 
     Raises ``ValueError`` when ``roles`` is empty or repeats a role, or when a
     limit is out of range.
@@ -121,7 +128,7 @@ def decomposition_schema(
     }
     if ordered:
         for k, label in enumerate(labels):
-            definitions[f"subtask_{label}"] = _subtask_schema(label, labels[:k])
+            definitions[f"subtask_{label}"] = _subtask_schema(label, labels[:k], review)
         subtasks: dict[str, Any] = {
             "anyOf": [
                 {
@@ -135,7 +142,7 @@ def decomposition_schema(
             ]
         }
     else:
-        definitions["subtask"] = _subtask_schema(None, labels)
+        definitions["subtask"] = _subtask_schema(None, labels, review)
         subtasks = {
             "type": "array",
             "items": _ref("subtask"),
@@ -151,7 +158,9 @@ def decomposition_schema(
     }
 
 
-def _subtask_schema(label: str | None, dependency_labels: Sequence[str]) -> dict[str, Any]:
+def _subtask_schema(
+    label: str | None, dependency_labels: Sequence[str], review: bool = False
+) -> dict[str, Any]:
     """Build the schema of one subtask with the id ``label`` (any label when None)."""
     if label is None:
         id_schema: dict[str, Any] = {"type": "string", "enum": list(dependency_labels)}
@@ -169,17 +178,20 @@ def _subtask_schema(label: str | None, dependency_labels: Sequence[str]) -> dict
     if not dependency_labels:
         # An empty enum is invalid JSON schema, and maxItems 0 alone means "[]".
         depends_on["items"] = {"type": "string"}
+    properties: dict[str, Any] = {
+        "id": id_schema,
+        "description": _ref("description"),
+        "role": _ref("role"),
+        "depends_on": depends_on,
+        "atomic": {"type": "boolean"},
+        "cost": _ref("cost"),
+        "output_size": _ref("output_size"),
+    }
+    if review:
+        properties[REVIEW_KEY] = {"type": "boolean"}
     return {
         "type": "object",
-        "properties": {
-            "id": id_schema,
-            "description": _ref("description"),
-            "role": _ref("role"),
-            "depends_on": depends_on,
-            "atomic": {"type": "boolean"},
-            "cost": _ref("cost"),
-            "output_size": _ref("output_size"),
-        },
+        "properties": properties,
         "required": list(SUBTASK_KEYS),
         "additionalProperties": False,
     }

@@ -37,6 +37,7 @@ from dyntaskmas.planning.schema import (
     DEFAULT_OUTPUT_TOKENS,
     MAX_LABEL_CHARS,
     OUTPUT_SIZES,
+    REVIEW_KEY,
     SUBTASK_KEYS,
     CostSize,
     OutputSize,
@@ -72,6 +73,8 @@ class ProposedSubtask:
     atomic: bool
     cost_s: float
     output_tokens: int
+    # The model asked for a critique-and-revise loop around this subtask.
+    review: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class _Item:
     atomic: bool
     cost: CostSize
     output_size: OutputSize
+    review: bool = False
 
     def content_key(self, alias: Mapping[str, str]) -> tuple[object, ...]:
         """Return the fields that must match for two items to count as repeats."""
@@ -160,12 +164,15 @@ def parse_decomposition(
     max_description_chars: int = DEFAULT_MAX_DESCRIPTION_CHARS,
     cost_s: Mapping[CostSize, float] = DEFAULT_COST_S,
     output_tokens: Mapping[OutputSize, int] = DEFAULT_OUTPUT_TOKENS,
+    max_reviews: int = 0,
 ) -> ParseResult:
     """Parse and validate a decomposition from a model's output ``text``.
 
     ``roles`` are the role names a subtask may take, and ``max_subtasks`` is
     the largest number of subtasks accepted after repeats are dropped.
     ``cost_s`` and ``output_tokens`` translate the size words into estimates.
+    ``max_reviews`` allows the optional ``review`` flag on that many
+    subtasks; marks beyond it are dropped (a fix), and with 0 the key is ignored.
     Does not raise for any ``text``, because every defect becomes a problem;
     a property test checks this.
     """
@@ -185,7 +192,9 @@ def parse_decomposition(
     positions_by_label: dict[str, list[int]] = {}
     items: list[_Item] = []
     for position, raw in enumerate(raw_items, start=1):
-        item, label = _read_item(raw, position, roles, max_description_chars, fixes, problems)
+        item, label = _read_item(
+            raw, position, roles, max_description_chars, fixes, problems, max_reviews > 0
+        )
         if label is not None:
             known_labels.add(label)
             positions_by_label.setdefault(label, []).append(position)
@@ -214,6 +223,7 @@ def parse_decomposition(
 
     if problems:
         return _result(None, fixes, problems)
+    _limit_reviews(items, max_reviews, fixes)
     ordered = _topological_order(items)
     subtasks = tuple(
         ProposedSubtask(
@@ -224,6 +234,7 @@ def parse_decomposition(
             atomic=item.atomic,
             cost_s=float(cost_s[item.cost]),
             output_tokens=int(output_tokens[item.output_size]),
+            review=item.review,
         )
         for item in ordered
     )
@@ -318,6 +329,7 @@ def _read_item(
     max_description_chars: int,
     fixes: list[str],
     problems: list[str],
+    allow_review: bool = False,
 ) -> tuple[_Item | None, str | None]:
     """Read one subtask object and return the item (None unless well-formed) and its label."""
     if not isinstance(raw, dict):
@@ -332,7 +344,7 @@ def _read_item(
     if missing:
         problems.append(f"{name} is missing {_join_quoted(missing)}")
     for key in raw:
-        if key not in SUBTASK_KEYS:
+        if key not in SUBTASK_KEYS and not (allow_review and key == REVIEW_KEY):
             fixes.append(f"ignored the unknown key {_short(key)} in {name}")
 
     description = _read_description(raw, name, max_description_chars, fixes, problems)
@@ -343,6 +355,9 @@ def _read_item(
         problems.append(f"'atomic' of {name} is a JSON {_json_type(atomic)}, not true or false")
     cost = _read_choice(raw, "cost", COST_SIZES, name, fixes, problems)
     output_size = _read_choice(raw, "output_size", OUTPUT_SIZES, name, fixes, problems)
+    review = raw.get(REVIEW_KEY, False) if allow_review else False
+    if not isinstance(review, bool):
+        problems.append(f"'review' of {name} is a JSON {_json_type(review)}, not true or false")
 
     if len(problems) > errors_before:
         return None, label
@@ -363,6 +378,7 @@ def _read_item(
         atomic=atomic,
         cost=_as_cost(cost),
         output_size=_as_output_size(output_size),
+        review=bool(review),
     )
     return item, label
 
@@ -503,6 +519,17 @@ def _read_dependencies(
                 fixes.append(f"stripped whitespace from the dependency {dependency!r} of {name}")
             dependencies.append(dependency)
     return None if failed else dependencies
+
+
+def _limit_reviews(items: Sequence[_Item], max_reviews: int, fixes: list[str]) -> None:
+    """Keep the first ``max_reviews`` review marks and drop the rest."""
+    marked = [item for item in items if item.review]
+    for item in marked[max_reviews:]:
+        item.review = False
+        fixes.append(
+            f"dropped the review mark of subtask {item.label!r}; "
+            f"at most {max_reviews} subtasks are reviewed"
+        )
 
 
 # --- repeats ------------------------------------------------------------------
