@@ -153,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         "1 per embedded server either way)",
     )
     run.add_argument(
+        "--role-agents",
+        choices=("auto", "fixed"),
+        default="auto",
+        help="agents per role when a config file routes roles to different endpoints: "
+        "'auto' moves idle agents to roles whose tasks wait, 'fixed' keeps the starting "
+        "split (default: auto)",
+    )
+    run.add_argument(
         "--max-depth",
         type=int,
         default=2,
@@ -378,6 +386,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         api_key_env=args.api_key_env,
         agents=args.agents,
         concurrency=args.concurrency,
+        role_agents=args.role_agents,
         max_depth=args.max_depth,
         max_subtasks=args.max_subtasks,
         max_tasks=args.max_tasks,
@@ -1116,6 +1125,7 @@ def _add_plan_parser(
         limit=None,
         agents=1,
         concurrency="auto",
+        role_agents="auto",
         max_tasks=DEFAULT_MAX_TASKS,
         max_llm_calls=None,
         max_run_tokens=None,

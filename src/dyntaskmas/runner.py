@@ -26,6 +26,7 @@ from dyntaskmas.adapt.allocator import Allocator
 from dyntaskmas.adapt.calibration import CostCalibrator
 from dyntaskmas.adapt.controller import ControllerConfig
 from dyntaskmas.adapt.monitor import Monitor
+from dyntaskmas.adapt.roles import RoleAllocatorConfig
 from dyntaskmas.clock import MonotonicClock
 from dyntaskmas.config import EndpointConfig, Price, apply_config, load_config
 from dyntaskmas.context.manager import ContextManager
@@ -77,7 +78,10 @@ class RunOptions:
     flight per endpoint: ``"auto"`` (the default) lets the allocator adapt
     each limit while the run goes on, starting from the number of agents;
     a number fixes it. An embedded server serves one request at a time, so
-    its limit is 1 either way.
+    its limit is 1 either way. ``role_agents`` applies when roles are routed
+    to different endpoints: ``"auto"`` (the default) lets the allocator move
+    idle agents to roles whose ready tasks wait, ``"fixed"`` keeps the
+    split the agents started with.
     ``local_servers`` is how many embedded server processes to start; each
     serves one request at a time, so two give real parallelism on two cores.
     ``model_file`` replaces the embedded SmolLM2 weights with another GGUF file.
@@ -104,6 +108,7 @@ class RunOptions:
     api_key_env: str | None = None
     agents: int = 4
     concurrency: int | Literal["auto"] = "auto"
+    role_agents: Literal["auto", "fixed"] = "auto"
     max_depth: int = 2
     max_subtasks: int = 6
     max_tasks: int = DEFAULT_MAX_TASKS
@@ -143,6 +148,8 @@ class RunOptions:
                     f"concurrency must be 'auto' or an integer >= 1, got {self.concurrency!r}"
                 )
             _at_least("concurrency", self.concurrency, 1)
+        if self.role_agents not in ("auto", "fixed"):
+            raise ConfigError(f"role_agents must be 'auto' or 'fixed', got {self.role_agents!r}")
         _at_least("max_depth", self.max_depth, 1)
         if self.max_depth > MAX_DEPTH_LIMIT:
             raise ConfigError(f"max_depth must be <= {MAX_DEPTH_LIMIT}, got {self.max_depth}")
@@ -436,6 +443,7 @@ class Runner:
             events=engine.events,
             pool=pool,
             adjust=self.options.concurrency == "auto",
+            roles=RoleAllocatorConfig() if self.options.role_agents == "auto" else None,
         )
 
     async def _start_embedded(self) -> list[Endpoint]:

@@ -2,7 +2,8 @@
 
 - :mod:`~dyntaskmas.adapt.monitor`: M(t), windowed statistics per endpoint and role.
 - :mod:`~dyntaskmas.adapt.controller`: the next concurrency limit from M(t) (pure).
-- :mod:`~dyntaskmas.adapt.allocator`: applies the controller on a clock, emits events.
+- :mod:`~dyntaskmas.adapt.roles`: which agents move between role groups (pure).
+- :mod:`~dyntaskmas.adapt.allocator`: applies both rules on a clock, emits events.
 - :mod:`~dyntaskmas.adapt.calibration`: C(v) and I(u, v) from measured latencies.
 
 Names are imported on first use.
@@ -33,6 +34,14 @@ if TYPE_CHECKING:
         RoleStats,
         percentile,
     )
+    from dyntaskmas.adapt.roles import (
+        GroupObservation,
+        Move,
+        RoleAllocatorConfig,
+        RoleAllocatorState,
+        RoleDecision,
+        decide_roles,
+    )
 
 _MODULE_OF: dict[str, str] = {
     "Allocator": "allocator",
@@ -43,6 +52,12 @@ _MODULE_OF: dict[str, str] = {
     "CostEstimates": "calibration",
     "Decision": "controller",
     "EndpointStats": "monitor",
+    "GroupObservation": "roles",
+    "Move": "roles",
+    "RoleAllocatorConfig": "roles",
+    "RoleAllocatorState": "roles",
+    "RoleDecision": "roles",
+    "decide_roles": "roles",
     "Monitor": "monitor",
     "MonitorSnapshot": "monitor",
     "Observation": "controller",
@@ -61,11 +76,17 @@ __all__ = [
     "CostEstimates",
     "Decision",
     "EndpointStats",
+    "GroupObservation",
     "Monitor",
     "MonitorSnapshot",
+    "Move",
     "Observation",
+    "RoleAllocatorConfig",
+    "RoleAllocatorState",
+    "RoleDecision",
     "RoleStats",
     "decide",
+    "decide_roles",
     "initial_state",
     "percentile",
 ]

@@ -15,14 +15,17 @@ on the bus) each step emits a
 the journal records every decision. With ``adjust=False`` the limits stay
 fixed and only the samples are emitted.
 
+With a :class:`~dyntaskmas.adapt.roles.RoleAllocatorConfig` and a pool of
+role-specialised agents, each step also moves idle agents between groups
+of roles by the rule of :func:`~dyntaskmas.adapt.roles.decide_roles`, and
+emits an :class:`~dyntaskmas.observe.events.AgentsMoved` per move. The
+total number of agents stays the same. When every agent serves every
+role there is one group and nothing moves.
+
     allocator = Allocator(monitor, [(endpoint, ControllerConfig(max_limit=16))],
                           clock=clock, events=engine.events, pool=pool)
     async with allocator.running():
         result = await engine.run(request)
-
-NOTE: the allocator sets endpoint limits only. Agents are generalists by
-default (every agent serves every role), so a role's share of the agents
-follows its ready tasks without a per-role count to adjust.
 """
 
 from __future__ import annotations
@@ -44,11 +47,18 @@ from dyntaskmas.adapt.controller import (
     initial_state,
 )
 from dyntaskmas.adapt.monitor import Monitor
+from dyntaskmas.adapt.roles import (
+    GroupObservation,
+    RoleAllocatorConfig,
+    RoleAllocatorState,
+    decide_roles,
+)
 from dyntaskmas.clock import Clock
-from dyntaskmas.engine.agent_pool import AgentPool
+from dyntaskmas.engine.agent_pool import AgentPool, RoleGroup
 from dyntaskmas.errors import ConfigError
 from dyntaskmas.llm.attempts import FlowControl
 from dyntaskmas.observe.events import (
+    AgentsMoved,
     AllocatorDecision,
     Event,
     EventBus,
@@ -75,7 +85,7 @@ class _Controlled:
 
 
 class Allocator:
-    """Adjusts each endpoint's concurrency limit from the monitor, on a clock."""
+    """Adjusts each endpoint's concurrency limit, and optionally each role's agents, on a clock."""
 
     def __init__(
         self,
@@ -87,6 +97,7 @@ class Allocator:
         pool: AgentPool | None = None,
         interval_s: float = DEFAULT_INTERVAL_S,
         adjust: bool = True,
+        roles: RoleAllocatorConfig | None = None,
     ) -> None:
         if not (math.isfinite(interval_s) and interval_s > 0):
             raise ConfigError(f"control interval must be a finite number > 0 s, got {interval_s}")
@@ -96,6 +107,11 @@ class Allocator:
         self.pool = pool
         self.interval_s = interval_s
         self.adjust = adjust
+        if roles is not None and pool is None:
+            raise ConfigError("moving agents between roles needs the agent pool; pass pool=")
+        self.roles = roles
+        self._role_state = RoleAllocatorState()
+        self.moves: list[AgentsMoved] = []
         now = clock.now()
         self._controlled = [
             _Controlled(flow, config, initial_state(config, flow.limiter.limit), now)
@@ -156,6 +172,8 @@ class Allocator:
             if self.adjust:
                 self._emit(record)
         self.decisions.extend(decisions)
+        if self.roles is not None and self._move_agents(now):
+            raised = True
         if raised and self.pool is not None:
             self.pool.capacity_raised()
         return decisions
@@ -208,6 +226,64 @@ class Allocator:
             binding=binding,
         )
         return decide(item.config, item.state, seen), seen
+
+    def _move_agents(self, now: float) -> bool:
+        """Move idle agents between role groups; return whether any moved."""
+        assert self.roles is not None and self.pool is not None
+        pool = self.pool
+        members = pool.groups()
+        if len(members) < 2:
+            return False
+        role_stats = {stats.role: stats for stats in self.monitor.snapshot().roles}
+        by_name: dict[str, RoleGroup] = {}
+        observations = []
+        for group, agents in members.items():
+            by_name[group.name] = group
+            stats = [role_stats[role] for role in group.roles if role in role_stats]
+            # A role's utilisation times its agents is its busy share of the
+            # window, in agents; the group's is the sum over its roles.
+            busy = sum(item.utilisation * item.agents for item in stats)
+            observations.append(
+                GroupObservation(
+                    group.name,
+                    group.endpoint,
+                    agents=len(agents),
+                    idle=sum(1 for agent in agents if agent.idle),
+                    ready=sum(item.ready for item in stats),
+                    utilisation=min(1.0, busy / len(agents)) if agents else 0.0,
+                )
+            )
+        free = {
+            endpoint: slots
+            for endpoint in {group.endpoint for group in members}
+            if (slots := pool.free_slots(endpoint)) is not None
+        }
+        decision = decide_roles(self.roles, self._role_state, observations, free)
+        self._role_state = decision.state
+        seen = {item.name: item for item in observations}
+        for move in decision.moves:
+            source, target = by_name[move.source], by_name[move.target]
+            moved = pool.move_agents(source, target, move.count)
+            if not moved:
+                continue
+            counts = pool.groups()
+            record = AgentsMoved(
+                self._run_id or "",
+                now - self._run_started,
+                tuple(agent.name for agent in moved),
+                tuple(sorted(source.roles)),
+                source.endpoint,
+                tuple(sorted(target.roles)),
+                target.endpoint,
+                len(counts[source]),
+                len(counts[target]),
+                seen[move.target].ready,
+                seen[move.source].utilisation,
+            )
+            logger.debug("moved %d agents from %s to %s", len(moved), move.source, move.target)
+            self.moves.append(record)
+            self._emit(record)
+        return bool(decision.moves)
 
     def _sample(self, item: _Controlled, now: float) -> MonitorSample:
         summary = self.monitor.attempt_summary(item.flow.name)

@@ -17,6 +17,11 @@ endpoint and role a heap of idle agents by ``(busy_s, name)``. So a
 dispatch costs O(endpoints x roles + log agents), which matters with
 hundreds of agents. Only :meth:`AgentPool.assign` and
 :meth:`AgentPool.release` may change who is idle.
+
+Agents that serve the same roles through the same endpoint form a
+:class:`RoleGroup`. :meth:`AgentPool.move_agents` moves idle agents from one
+group to another, which is how the role allocator changes each role's
+agent count while the total stays fixed.
 """
 
 from __future__ import annotations
@@ -50,6 +55,19 @@ class Agent:
     @property
     def idle(self) -> bool:
         return self.current_task is None
+
+
+@dataclass(frozen=True)
+class RoleGroup:
+    """The roles and endpoint shared by a group of agents."""
+
+    roles: frozenset[str]
+    endpoint: str
+
+    @property
+    def name(self) -> str:
+        """Return a readable label such as ``research,write@gpu``."""
+        return f"{','.join(sorted(self.roles))}@{self.endpoint}"
 
 
 class SlotLimit(Protocol):
@@ -86,6 +104,8 @@ class AgentPool:
     _version: list[int] = field(default_factory=list, init=False, repr=False)
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _roles: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    # Every group present at creation, with the model its agents call.
+    _group_models: dict[RoleGroup, ChatModel] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         names = [agent.name for agent in self.agents]
@@ -98,6 +118,7 @@ class AgentPool:
         for index, agent in enumerate(self.agents):
             self._index[agent.name] = index
             self._idle_count.setdefault(agent.endpoint, Counter())
+            self._group_models.setdefault(RoleGroup(agent.roles, agent.endpoint), agent.model)
             for role in agent.roles:
                 endpoints = self._endpoints_of_role.setdefault(role, [])
                 if agent.endpoint not in endpoints:
@@ -126,6 +147,11 @@ class AgentPool:
         """Tell whether ``endpoint`` can take one more task under its limit."""
         limiter = self.limits.get(endpoint)
         return limiter is None or self._running[endpoint] < limiter.limit
+
+    def free_slots(self, endpoint: str) -> int | None:
+        """Return how many more tasks ``endpoint`` can take under its limit; None if unlimited."""
+        limiter = self.limits.get(endpoint)
+        return None if limiter is None else max(0, limiter.limit - self._running[endpoint])
 
     def capacity_raised(self) -> None:
         """Tell the executors that a limit went up, so ready tasks may start now."""
@@ -162,6 +188,44 @@ class AgentPool:
         agent.busy_s += busy_s
         agent.tasks_run += 1
         self._mark_idle(self._index[agent.name])
+
+    def groups(self) -> dict[RoleGroup, list[Agent]]:
+        """Return the agents of every group, including groups left with none."""
+        members: dict[RoleGroup, list[Agent]] = {group: [] for group in self._group_models}
+        for agent in self.agents:
+            members[RoleGroup(agent.roles, agent.endpoint)].append(agent)
+        return members
+
+    def move_agents(self, source: RoleGroup, target: RoleGroup, count: int) -> list[Agent]:
+        """Move up to ``count`` idle agents of ``source`` to ``target``; return those moved.
+
+        A moved agent keeps its name and accumulated figures and from then
+        on serves ``target``'s roles with ``target``'s model. The least busy
+        idle agents move first. Running agents never move.
+        """
+        if target not in self._group_models:
+            known = ", ".join(group.name for group in self._group_models)
+            raise ValueError(f"group {target.name!r} is not in this pool; known groups: {known}")
+        idle = sorted(
+            (
+                agent
+                for agent in self.agents
+                if agent.idle and RoleGroup(agent.roles, agent.endpoint) == source
+            ),
+            key=lambda agent: (agent.busy_s, agent.name),
+        )
+        moved = idle[: max(0, count)]
+        for agent in moved:
+            index = self._index[agent.name]
+            # Invalidate the agent's heap entries under its old roles.
+            self._version[index] += 1
+            for role in agent.roles:
+                self._idle_count[agent.endpoint][role] -= 1
+            agent.roles = target.roles
+            agent.endpoint = target.endpoint
+            agent.model = self._group_models[target]
+            self._mark_idle(index)
+        return moved
 
     def _mark_idle(self, index: int) -> None:
         agent = self.agents[index]

@@ -16,6 +16,7 @@ from typing import Any
 
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.observe.events import (
+    AgentsMoved,
     AllocatorDecision,
     ContextDelivered,
     Event,
@@ -48,6 +49,7 @@ _EVENT_CLASSES: tuple[type[Event], ...] = (
     LLMCallRetried,
     MonitorSample,
     AllocatorDecision,
+    AgentsMoved,
 )
 EVENT_TYPES: Mapping[str, type[Event]] = {cls.__name__: cls for cls in _EVENT_CLASSES}
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from dyntaskmas._lazy import lazy_exports
 from dyntaskmas.observe.events import (
+    AgentsMoved,
     AllocatorDecision,
     ContextDelivered,
     Event,
@@ -73,6 +74,7 @@ _MODULE_OF = {
 
 __all__ = [
     "Accounting",
+    "AgentsMoved",
     "AllocatorDecision",
     "ContextDelivered",
     "Event",

@@ -5,7 +5,8 @@ changed, a task became ready, started, finished, failed or was cancelled,
 a task's context was chosen, a model call finished (and whether it was
 retried), the run ended. While a run goes on, the adaptive allocator adds
 a :class:`MonitorSample` and an :class:`AllocatorDecision` per endpoint
-every control interval.
+every control interval, and an :class:`AgentsMoved` when it moves agents
+between roles.
 Every event carries the run's id and ``at_s``, seconds since the run
 started on the engine's clock.
 
@@ -203,6 +204,28 @@ class AllocatorDecision(Event):
     reason: str
     latency_s: float | None
     baseline_s: float | None
+
+
+@dataclass(frozen=True)
+class AgentsMoved(Event):
+    """The role allocator moved idle agents from one group of roles to another.
+
+    A group is the agents that serve the same roles through the same
+    endpoint. ``source_agents`` and ``target_agents`` are the groups' agent
+    counts after the move. ``ready_tasks`` counts the target's ready tasks that waited for an
+    agent, and ``source_utilisation`` is the source's busy fraction over the
+    monitor's window. See :mod:`dyntaskmas.adapt.roles` for the rule.
+    """
+
+    agents: tuple[str, ...]
+    source_roles: tuple[str, ...]
+    source_endpoint: str
+    target_roles: tuple[str, ...]
+    target_endpoint: str
+    source_agents: int
+    target_agents: int
+    ready_tasks: int
+    source_utilisation: float
 
 
 Subscriber = Callable[[Event], None]
