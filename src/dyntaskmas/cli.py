@@ -70,7 +70,13 @@ from dyntaskmas.observe.session import (
     write_observed_files,
 )
 from dyntaskmas.planning.schema import MAX_SUBTASKS_LIMIT
-from dyntaskmas.runner import BASE_URL_ENV_VAR, Runner, RunOptions, options_from_journal
+from dyntaskmas.runner import (
+    BASE_URL_ENV_VAR,
+    DEFAULT_REPLANS,
+    Runner,
+    RunOptions,
+    options_from_journal,
+)
 
 if TYPE_CHECKING:
     from dyntaskmas.sim.capacity import CapacityProfile
@@ -374,6 +380,14 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise ConfigError(
             f"--max-subtasks must be <= {MAX_SUBTASKS_LIMIT}, got {args.max_subtasks}"
         )
+    replans = args.replans
+    if replans is None:
+        replans = DEFAULT_REPLANS if args.max_depth >= 2 else 0
+    elif replans > 0 and args.max_depth < 2:
+        raise ConfigError(
+            f"--replans {replans} needs --max-depth 2 or more, because a re-plan decomposes "
+            f"the failed task one level down; raise --max-depth or pass --replans 0"
+        )
     if not 0.0 <= args.theta <= 1.0:
         raise ConfigError(f"--theta must be between 0 and 1, got {args.theta}")
     if args.context_window is not None and args.context_window < 512:
@@ -403,7 +417,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         max_llm_calls=args.max_llm_calls,
         max_run_tokens=args.max_run_tokens,
         max_follow_ups=args.follow_ups,
-        max_replans=args.replans,
+        max_replans=replans,
         optimise=args.optimise,
         max_reviews=args.reviews,
     )
@@ -431,9 +445,11 @@ def _add_dynamic_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--replans",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
-        help="times a failed task is re-planned before it counts as failed (default: 0)",
+        help="times a failed task is re-planned before it counts as failed; needs "
+        "--max-depth 2 or more (default: 1, or 0 with --max-depth 1; 0 reports a failure "
+        "at once)",
     )
     parser.add_argument(
         "--reviews",

@@ -65,6 +65,9 @@ logger = logging.getLogger(__name__)
 BASE_URL_ENV_VAR = "DYNTASKMAS_BASE_URL"
 # A remote server's window is unknown to us; most current models take more.
 REMOTE_CONTEXT_WINDOW_TOKENS = 8192
+#: Re-plans of a failed task before its failure is reported. One second
+#: attempt recovers from a single bad plan or reply, and bounds the cost.
+DEFAULT_REPLANS = 1
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,9 @@ class RunOptions:
     ``max_tasks``, ``max_llm_calls`` and ``max_run_tokens`` are the run's
     budget (None: no limit). ``max_follow_ups`` is how many follow-up
     subtasks work agents may ask for in one run (0: work output is plain
-    text). ``max_replans`` is how many times a failed task is re-planned.
+    text). ``max_replans`` is how many times a failed task is re-planned
+    (default :data:`DEFAULT_REPLANS`) before its failure is reported. Re-planning needs
+    ``max_depth`` >= 2, because a re-plan decomposes the task one level down.
     ``optimise`` turns on the workflow optimiser (granularity of nested
     plans, merges of tiny sibling tasks). ``max_reviews`` is how many
     subtasks of one decomposition the planner may mark for a
@@ -136,7 +141,7 @@ class RunOptions:
     max_llm_calls: int | None = None
     max_run_tokens: int | None = None
     max_follow_ups: int = 0
-    max_replans: int = 0
+    max_replans: int = DEFAULT_REPLANS
     optimise: bool = False
     max_reviews: int = 0
 

@@ -58,7 +58,8 @@ async def test_resume_reruns_only_failed_parallel_task(tmp_path: Path) -> None:
     """Plan -> (a, b) in parallel -> answer; b is the longer one and fails once."""
     workload = PlannedWorkload(steps=("a", "b"), latency_s={"a": 0.01, "b": 0.1}, failures={"b": 1})
     async with ScriptedLLMServer(workload.handle) as server:
-        async with Runner(options_for(server, tmp_path)) as runner:
+        # No re-plan, so that b's failure ends the first run.
+        async with Runner(options_for(server, tmp_path, max_replans=0)) as runner:
             first = await runner.run(REQUEST)
         calls_before = workload.calls.copy()
         second = await resume(server, tmp_path)
