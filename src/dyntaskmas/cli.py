@@ -896,7 +896,7 @@ def _add_runs_parser(commands: argparse._SubParsersAction[_OneLineErrorParser]) 
 def _add_resume_parser(commands: argparse._SubParsersAction[_OneLineErrorParser]) -> None:
     resume = commands.add_parser(
         "resume",
-        help="finish an interrupted run from its journal",
+        help="finish an interrupted, failed or stopped run from its journal",
         description="Rebuild an interrupted run's task graph and context from the journal "
         "and run only the tasks that had not finished, with the options the run started "
         "with. Prints the answer like 'run'.",

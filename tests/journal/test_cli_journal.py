@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dyntaskmas.cli import EXIT_OK, EXIT_USAGE, format_runs, main
+from dyntaskmas.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, format_runs, main
 from dyntaskmas.journal.store import FORMAT_VERSION, JournalStore, with_shown_status
+from test_cli import FINAL_ANSWER, REQUEST, ThreadedServer, answering, json_lines, run_main
 
 
 def journal_with_runs(journal_dir: Path) -> None:
@@ -87,3 +88,43 @@ def test_resume_without_journal_is_one_line(
     assert code == EXIT_USAGE
     assert err.count("\n") == 1
     assert "no journal" in err
+
+
+def test_budget_stopped_run_lists_as_stopped_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two model calls per session: the plan and t.1, then t.2 and the answer."""
+    journal = str(tmp_path / "journal")
+    with ThreadedServer(answering) as server:
+        first_code, first_out, _ = run_main(
+            [
+                "run",
+                REQUEST,
+                "--base-url",
+                server.base_url,
+                "--max-llm-calls",
+                "2",
+                "--journal-dir",
+                journal,
+                "--json",
+            ],
+            capsys,
+        )
+        (first,) = json_lines(first_out)
+        _, runs_out, _ = run_main(["runs", "--journal-dir", journal, "--json"], capsys)
+        (listed,) = json_lines(runs_out)
+        resume_code, resume_out, _ = run_main(
+            ["resume", listed["run_id"], "--journal-dir", journal, "--json"], capsys
+        )
+        (resumed,) = json_lines(resume_out)
+        _, after_out, _ = run_main(["runs", "--journal-dir", journal, "--json"], capsys)
+        (listed_after,) = json_lines(after_out)
+
+    assert first_code == EXIT_RUN_FAILED
+    assert first["status"] == "stopped"
+    assert listed["status"] == "stopped"
+    assert resume_code == EXIT_OK
+    assert resumed["status"] == "succeeded"
+    assert resumed["answer"] == FINAL_ANSWER
+    assert listed_after["run_id"] == listed["run_id"]
+    assert listed_after["status"] == "succeeded"

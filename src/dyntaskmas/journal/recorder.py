@@ -49,7 +49,11 @@ class JournalRecorder:
             self.store.begin_run(event.run_id, event.request, self.options)
         self.store.append(event.run_id, type(event).__name__, event.at_s, encode_event(event))
         if isinstance(event, RunFinished):
-            status: RunStatus = "succeeded" if event.status == "succeeded" else "failed"
+            status: RunStatus = "failed"
+            if event.status == "succeeded":
+                status = "succeeded"
+            elif event.status == "stopped":
+                status = "stopped"
             self.store.finish_run(event.run_id, status)
             logger.debug("journal: run %s recorded as %s", event.run_id, status)
 

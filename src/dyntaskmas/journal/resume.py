@@ -18,9 +18,11 @@ def load_resume_state(store: JournalStore, run_id: str) -> tuple[RunRow, ResumeS
     """Return a run's row and the state to resume it from.
 
     A failed run (a task failed and the answer was never written) can be
-    resumed: its failed tasks run again. Raises UnknownRunError for an id
-    not in the journal, RunFinishedError for a run that succeeded, and
-    JournalError for a run that another live process is still running.
+    resumed: its failed tasks run again. So can a run that a budget limit
+    stopped: the tasks that did not run start, under limits counted from zero.
+    Raises UnknownRunError for an id not in the journal, RunFinishedError
+    for a run that succeeded, and JournalError for a run that another live
+    process is still running.
     """
     row = store.run(run_id)
     if row.status == "succeeded":

@@ -39,7 +39,8 @@ FORMAT_VERSION = 1
 JOURNAL_DIR_ENV_VAR = "DYNTASKMAS_JOURNAL_DIR"
 JOURNAL_FILE_NAME = "journal.sqlite3"
 
-RunStatus = Literal["running", "succeeded", "failed"]
+#: ``stopped``: a budget limit stopped the run, and a resume runs what is left.
+RunStatus = Literal["running", "succeeded", "failed", "stopped"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
