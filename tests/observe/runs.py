@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dyntaskmas.adapt.allocator import Allocator
+from dyntaskmas.adapt.controller import ControllerConfig
+from dyntaskmas.adapt.monitor import Monitor
 from dyntaskmas.engine.agent_pool import AgentPool, build_agents
 from dyntaskmas.engine.executor import Engine, EngineConfig
 from dyntaskmas.engine.result import RunResult
 from dyntaskmas.graph.task import TaskSpec
+from dyntaskmas.llm.attempts import LocalFlow, RetryingChatModel
 from dyntaskmas.llm.scripted import Handler
 from dyntaskmas.observe.events import Event, EventBus
+from dyntaskmas.sim.capacity import CapacityChatModel, CapacityServer
+from dyntaskmas.sim.virtual_time import EventLoopClock, run_virtual
 from engine.harness import ROLES, scripted_model, step
 
 
@@ -43,3 +49,40 @@ async def observed_run(
         engine = Engine(pool, config=EngineConfig(roles=ROLES), events=bus)
         result = await engine.run_graph(specs, request="Twenty steps", run_id="run-test")
     return result, events
+
+
+def allocator_run(tasks: int = 120) -> list[Event]:
+    """Return the events of ``tasks`` tasks on 16 agents, endpoint ``e`` starting at a limit of 2.
+
+    The allocator adapts the limit once per simulated second on the virtual
+    clock, against the in-process capacity server.
+    """
+    events: list[Event] = []
+
+    async def main() -> None:
+        clock = EventLoopClock()
+        flow = LocalFlow("e", concurrency=2, clock=clock)
+        model = RetryingChatModel(
+            CapacityChatModel(CapacityServer(), output_tokens=[60, 90, 140]), flow
+        )
+        pool = AgentPool(build_agents(16, ["worker"], {"e": model}), limits={"e": flow.limiter})
+        bus = EventBus()
+        bus.subscribe(events.append)
+        monitor = Monitor(clock, pool=pool)
+        monitor.watch(flow)
+        monitor.attach(bus)
+        allocator = Allocator(
+            monitor, [(flow, ControllerConfig(max_limit=16))], clock=clock, events=bus, pool=pool
+        )
+        engine = Engine(
+            pool,
+            config=EngineConfig(roles={"worker": "w"}, work_max_tokens=140),
+            clock=clock,
+            events=bus,
+        )
+        async with allocator.running():
+            specs = [TaskSpec(f"t{i}", "work") for i in range(tasks)]
+            await engine.run_graph(specs, request="Adapt", run_id="run-adapt")
+
+    run_virtual(main())
+    return events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -11,11 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dyntaskmas.llm.scripted import ScriptedReply, ScriptedRequest
+from dyntaskmas.observe.events import AllocatorDecision, Event, MonitorSample
 from dyntaskmas.observe.report import render_report, report_data, script_safe_json, utilisation
 from dyntaskmas.observe.run_view import build_run_view, critical_path
 from engine.harness import output_of, step, task_id_of
 from observe.chromium import chromium_skip_reason, open_page
-from observe.runs import observed_run, twenty_steps
+from observe.runs import allocator_run, observed_run, twenty_steps
 
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 
@@ -97,6 +99,45 @@ async def test_report_embeds_output_only_as_json() -> None:
     assert "script-src 'sha256-" in policy.group(1)
 
 
+def test_report_limits_end_at_makespan() -> None:
+    events = allocator_run()
+    view = build_run_view(events)
+    last = [event for event in events if isinstance(event, AllocatorDecision)][-1]
+
+    data = report_data(view)
+
+    (series,) = data["limits"]
+    assert series["endpoint"] == "e"
+    assert series["steps"][0] == [0.0, 2]
+    assert series["steps"][-1] == [round(view.last_at, 6), last.new_limit]
+    assert [at for at, _ in series["steps"]] == sorted(at for at, _ in series["steps"])
+
+
+@needs_chromium
+async def test_limit_chart_renders(tmp_path: Path) -> None:
+    events = await asyncio.to_thread(allocator_run)
+    path = tmp_path / "report.html"
+    path.write_text(render_report(build_run_view(events)), encoding="utf-8")
+
+    page = await open_page(
+        path,
+        {
+            "rendered": "document.body.dataset.rendered",
+            "limit_lines": "document.querySelectorAll('#limits-svg polyline.limit-line').length",
+            "legend": "document.getElementById('limits-legend').textContent",
+        },
+    )
+    (tmp_path / "report.png").write_bytes(page.screenshot)
+
+    last = [event for event in events if isinstance(event, AllocatorDecision)][-1]
+    assert page.console == []
+    assert page.exceptions == []
+    assert page.log_errors == []
+    assert page.values["rendered"] == "true"
+    assert page.values["limit_lines"] == 1
+    assert page.values["legend"].strip() == f"e (last {last.new_limit})"
+
+
 @needs_chromium
 async def test_twenty_task_report_renders(tmp_path: Path) -> None:
     _, events = await observed_run(twenty_steps(), _reply)
@@ -131,13 +172,20 @@ async def test_twenty_task_report_renders(tmp_path: Path) -> None:
 
 @needs_chromium
 async def test_script_in_output_does_not_run(tmp_path: Path) -> None:
-    _, events = await observed_run([step("xss"), step("after", "xss")], _reply, agents=1)
+    _, run_events = await observed_run([step("xss"), step("after", "xss")], _reply, agents=1)
+    # An endpoint name comes from the user's config file; it is shown as text too.
+    allocator_events: list[Event] = [
+        MonitorSample("run-test", 0.5, XSS, 2, 1, 0, 1, 1.0, 10.0, 0.1, 0.1, 0.0, 0.0, 0),
+        AllocatorDecision("run-test", 0.5, XSS, 1, 2, "slow_start", 0.01, 0.01),
+    ]
+    events = [*run_events[:-1], *allocator_events, run_events[-1]]
     path = tmp_path / "report.html"
     path.write_text(render_report(build_run_view(events)), encoding="utf-8")
 
     page = await open_page(
         path,
         {
+            "legend": "document.getElementById('limits-legend').textContent",
             "text": "document.getElementById('task-list').textContent",
             "images": "document.images.length",
             "scripts": "document.scripts.length",
@@ -150,6 +198,7 @@ async def test_script_in_output_does_not_run(tmp_path: Path) -> None:
     assert page.exceptions == []
     assert page.values["rendered"] == "true"
     assert XSS in page.values["text"]
+    assert XSS in page.values["legend"]
     assert page.values["images"] == 0
     assert page.values["scripts"] == 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.observe.events import (
+    AllocatorDecision,
     Event,
     GraphChanged,
     LLMCallFinished,
@@ -15,6 +16,7 @@ from dyntaskmas.observe.events import (
     TaskStarted,
 )
 from dyntaskmas.observe.run_view import build_run_view
+from observe.runs import allocator_run
 
 
 def _call(at: float, task_id: str, tokens: int) -> LLMCallFinished:
@@ -104,3 +106,16 @@ def test_trace_shows_latest_attempt_calls() -> None:
     assert [call["args"]["prompt_tokens"] for call in calls] == [20, 30]
     assert tasks["a"]["ts"] == 3_000_000
     assert tasks["a"]["dur"] == 1_000_000
+
+
+def test_limit_steps_follow_allocator_decisions() -> None:
+    events = allocator_run()
+    decisions = [event for event in events if isinstance(event, AllocatorDecision)]
+    changes = [d for d in decisions if d.new_limit != d.old_limit]
+
+    steps = build_run_view(events).limits["e"]
+
+    assert len(changes) >= 2
+    assert steps[0] == (0.0, 2)
+    assert steps[1:] == [(d.at_s, d.new_limit) for d in changes]
+    assert build_run_view(events).current_limits() == {"e": decisions[-1].new_limit}

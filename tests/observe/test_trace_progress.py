@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -11,9 +12,11 @@ from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.llm.scripted import ScriptedReply, ScriptedRequest
 from dyntaskmas.observe.chrome_trace import agent_tracks, chrome_trace
 from dyntaskmas.observe.events import (
+    AllocatorDecision,
     Event,
     GraphChanged,
     LLMCallFinished,
+    MonitorSample,
     RunStarted,
     TaskFinished,
     TaskStarted,
@@ -21,7 +24,7 @@ from dyntaskmas.observe.events import (
 from dyntaskmas.observe.progress import LiveProgress, should_draw_progress
 from dyntaskmas.observe.run_view import build_run_view
 from engine.harness import output_of, step, task_id_of
-from observe.runs import observed_run, twenty_steps
+from observe.runs import allocator_run, observed_run, twenty_steps
 
 
 def _reply(request: ScriptedRequest) -> ScriptedReply:
@@ -118,6 +121,35 @@ def test_live_progress_draws_on_terminal() -> None:
             progress.handle(event)
 
     assert "1/2 tasks done" in out.getvalue()
+
+
+def test_progress_shows_current_limit() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160, color_system=None)
+    progress = LiveProgress(console, clock=lambda: 0.0)
+    events = allocator_run()
+    first_raise = next(
+        index
+        for index, event in enumerate(events)
+        if isinstance(event, AllocatorDecision) and event.new_limit > event.old_limit
+    )
+    raised = events[first_raise]
+    # Each step emits the endpoint's sample, with the new limit, before its decision.
+    step_start = first_raise - 1
+    assert isinstance(raised, AllocatorDecision)
+    assert isinstance(events[step_start], MonitorSample)
+
+    for event in events[:step_start]:
+        progress.handle(event)
+    console.print(progress)
+    before = out.getvalue()
+    for event in events[step_start : first_raise + 1]:
+        progress.handle(event)
+    console.print(progress)
+    after = out.getvalue()[len(before) :]
+
+    assert re.findall(r"limit e (\d+)", before) == [str(raised.old_limit)]
+    assert re.findall(r"limit e (\d+)", after) == [str(raised.new_limit)]
 
 
 def _two_task_events() -> tuple[str, list[Event]]:

@@ -3,10 +3,11 @@
 :class:`LiveProgress` subscribes to an engine's
 :class:`~dyntaskmas.observe.events.EventBus` and redraws, a few times a
 second, one status line (tasks done out of those known, running, failed,
-tokens, elapsed time) and a table of the running tasks with their agents
-and how long each has run. It draws on a rich ``Console`` (stderr in the
-CLI, so ``--json`` on stdout is unaffected) and erases itself when the run
-ends, leaving the printed result alone.
+tokens, elapsed time, each endpoint's current concurrency limit) and a
+table of the running tasks with their agents and how long each has run.
+It draws on a rich ``Console`` (stderr in the CLI, so ``--json`` on stdout
+is unaffected) and erases itself when the run ends, leaving the printed
+result alone.
 
 :func:`should_draw_progress` is the CLI's rule: draw only when both stdout
 and stderr are terminals, so that output redirected to a file or a pipe
@@ -130,6 +131,10 @@ class LiveProgress:
             f" ({view.prompt_tokens:,} prompt, {view.completion_tokens:,} completion)"
         )
         status.append(f"  {elapsed:.1f} s")
+        limits = view.current_limits()
+        if limits:
+            shown = ", ".join(f"{endpoint} {limit}" for endpoint, limit in sorted(limits.items()))
+            status.append(f"  limit {shown}")
         if not running:
             return status
 

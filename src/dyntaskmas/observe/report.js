@@ -206,6 +206,45 @@
   svgText(util, 4, UTIL_H, "0", { class: "axis" });
   document.getElementById("utilisation").appendChild(util);
 
+  // --- concurrency limit per endpoint, as the allocator set it --------------
+
+  const LIMIT_COLOURS = ["#1c7ed6", "#d9480f", "#2f9e44", "#7048e8", "#e8590c", "#0c8599"];
+  const limitSection = document.getElementById("limits");
+  if (!data.limits.length) {
+    limitSection.appendChild(el("p", "No allocator samples were recorded for this run.", "axis"));
+  } else {
+    const highest = Math.max(1, ...data.limits.flatMap((series) => series.steps.map((s) => s[1])));
+    const limits = svg("svg", { id: "limits-svg", width: LABEL_W + CHART_W + 40, height: UTIL_H + AXIS_H + 10 });
+    axis(limits, 0, UTIL_H);
+    const yOfLimit = (limit) => UTIL_H - (limit / highest) * UTIL_H;
+    const limitLegend = document.getElementById("limits-legend");
+    data.limits.forEach((series, index) => {
+      const colour = LIMIT_COLOURS[index % LIMIT_COLOURS.length];
+      let line = "";
+      let last = null;
+      for (const [at, limit] of series.steps) {
+        if (last !== null) line += `${scale(at)},${yOfLimit(last)} `;
+        line += `${scale(at)},${yOfLimit(limit)} `;
+        last = limit;
+      }
+      const polyline = svg("polyline", {
+        points: line.trim(), fill: "none", stroke: colour, "stroke-width": 1.5, class: "limit-line",
+      }, limits);
+      const title = svg("title", {}, polyline);
+      title.textContent = series.endpoint + ": limit " +
+        series.steps.map(([at, limit]) => limit + " from " + seconds(at)).join(", ");
+      const item = el("span");
+      const swatch = svg("svg", { width: 11, height: 11, "aria-hidden": "true" });
+      svg("rect", { width: 11, height: 11, rx: 2, fill: colour }, swatch);
+      item.appendChild(swatch);
+      item.appendChild(document.createTextNode(" " + series.endpoint + " (last " + last + ")"));
+      limitLegend.appendChild(item);
+    });
+    svgText(limits, 4, 12, highest + " requests", { class: "axis" });
+    svgText(limits, 4, UTIL_H, "0", { class: "axis" });
+    limitSection.appendChild(limits);
+  }
+
   // --- per-task details -----------------------------------------------------
 
   const list = document.getElementById("task-list");

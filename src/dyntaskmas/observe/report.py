@@ -3,7 +3,8 @@
 :func:`report_data` turns a :class:`~dyntaskmas.observe.run_view.RunView`
 into plain JSON-ready data: the run's figures, every task with its timing,
 tokens, prompt and output, a layered layout of the graph, the critical
-path, and the number of busy agents over time. :func:`render_report` puts
+path, the number of busy agents over time, and each endpoint's concurrency
+limit over time. :func:`render_report` puts
 that data and the page's own CSS and JavaScript (package data next to this
 module) into one HTML file, with no external resource.
 
@@ -76,6 +77,17 @@ def utilisation(view: RunView) -> list[tuple[float, int]]:
     return steps
 
 
+def limit_steps(view: RunView) -> list[dict[str, Any]]:
+    """Return each endpoint's concurrency limit as steps, the last one held to the run's end."""
+    series = []
+    for endpoint in sorted(view.limits):
+        steps = [[round(at, 6), limit] for at, limit in view.limits[endpoint]]
+        if steps and steps[-1][0] < view.last_at:
+            steps.append([round(view.last_at, 6), steps[-1][1]])
+        series.append({"endpoint": endpoint, "steps": steps})
+    return series
+
+
 def report_data(view: RunView, prices: Prices | None = None) -> dict[str, Any]:
     """Return everything the report page shows, as JSON-ready data; times in seconds."""
     tasks = list(view.tasks.values())
@@ -120,6 +132,7 @@ def report_data(view: RunView, prices: Prices | None = None) -> dict[str, Any]:
         "agents": view.agent_names,
         "critical_path": path,
         "utilisation": [[round(at, 6), busy] for at, busy in steps],
+        "limits": limit_steps(view),
         "tasks": [
             {
                 "id": task.id,

@@ -26,11 +26,13 @@ from typing import Literal
 
 from dyntaskmas.engine.executor import decomposition_reason
 from dyntaskmas.observe.events import (
+    AllocatorDecision,
     ContextDelivered,
     Event,
     GraphChanged,
     LLMCallFinished,
     LLMCallRetried,
+    MonitorSample,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -110,6 +112,9 @@ class RunView:
     last_at: float = 0.0
     tasks: dict[str, TaskView] = field(default_factory=dict)
     retries: int = 0
+    #: Each endpoint's concurrency limit over time, from the allocator's
+    #: samples and decisions: (seconds, limit from then on), one step per change.
+    limits: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
 
     @property
     def calls(self) -> list[CallView]:
@@ -130,6 +135,10 @@ class RunView:
     @property
     def completion_tokens(self) -> int:
         return sum(task.completion_tokens for task in self.tasks.values())
+
+    def current_limits(self) -> dict[str, int]:
+        """Return the latest concurrency limit of every endpoint the allocator reported."""
+        return {endpoint: steps[-1][1] for endpoint, steps in self.limits.items() if steps}
 
     @property
     def agent_names(self) -> list[str]:
@@ -204,6 +213,12 @@ class RunViewBuilder:
         if isinstance(event, RunFinished):
             view.status = event.status
             return
+        if isinstance(event, MonitorSample):
+            self._record_limit(view, event.endpoint, at, event.limit)
+            return
+        if isinstance(event, AllocatorDecision):
+            self._record_limit(view, event.endpoint, at, event.new_limit, previous=event.old_limit)
+            return
 
         found = getattr(event, "task_id", None)
         if not isinstance(found, str):
@@ -262,6 +277,20 @@ class RunViewBuilder:
             )
         elif isinstance(event, LLMCallRetried):
             view.retries += event.retries
+
+    def _record_limit(
+        self, view: RunView, endpoint: str, at: float, limit: int, *, previous: int | None = None
+    ) -> None:
+        steps = view.limits.setdefault(endpoint, [])
+        # The first decision of a session also tells the limit the session
+        # started with: the one before it.
+        if previous is not None and (not steps or steps[0][0] >= at):
+            if steps and steps[0][1] == previous:
+                steps[0] = (self._offset, previous)
+            else:
+                steps.insert(0, (self._offset, previous))
+        if not steps or steps[-1][1] != limit:
+            steps.append((at, limit))
 
     @staticmethod
     def _cancel(view: RunView, task_id: str, reason: str) -> None:
