@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -168,6 +168,7 @@ async def test_engine_needs_open_runner() -> None:
         ({"local_servers": 0}, "got 0"),
         ({"request_timeout_s": 0.0}, "got 0.0"),
         ({"weighting": "cubic"}, "'cubic'"),
+        ({"role_agents": "balanced"}, "role_agents must be 'auto' or 'fixed'"),
         ({"api_key_env": "DYNTASKMAS_TEST_UNSET_KEY"}, "DYNTASKMAS_TEST_UNSET_KEY"),
         ({"model_file": "m.gguf", "base_url": "http://127.0.0.1:9/v1"}, "model file"),
     ],
@@ -252,6 +253,18 @@ async def test_runner_fixed_concurrency_only_monitors() -> None:
     assert result.answer == FINAL_ANSWER
     assert not allocator.adjust
     assert endpoint.limiter.limit == 2
+
+
+@pytest.mark.parametrize(("role_agents", "moves_agents"), [("auto", True), ("fixed", False)])
+async def test_runner_role_agents_option(
+    role_agents: Literal["auto", "fixed"], moves_agents: bool
+) -> None:
+    async with ScriptedLLMServer(handler) as server:
+        options = RunOptions(base_url=server.base_url, agents=3, role_agents=role_agents)
+        async with Runner(options) as runner:
+            allocator = runner.allocator
+
+    assert (allocator.roles is not None) == moves_agents
 
 
 def test_old_journal_concurrency_none_becomes_agents() -> None:

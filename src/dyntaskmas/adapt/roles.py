@@ -9,8 +9,8 @@ control interval, from what the monitor measured:
 - A group **needs** agents when ready tasks of its roles wait, all its
   agents are busy, and its endpoint has free slots under its concurrency
   limit. Its need is min(ready - idle agents, free slots of the endpoint).
-  When the endpoint's limit is what holds the work back, more agents would
-  only wait for a slot, so the need is 0.
+  When the endpoint's limit is what keeps the tasks waiting, more agents
+  would only wait for a slot, so the need is 0.
 - A group **can give** agents when no ready task of its roles waits, its
   utilisation over the monitor's window is at most ``give_below``, and it
   has idle agents beyond ``min_agents``. Only idle agents move, so no
@@ -129,8 +129,8 @@ def decide_roles(
     """Return the agent moves of this interval and the next state.
 
     ``free_slots`` maps an endpoint to the requests it can take beyond
-    those in flight (its limit minus its requests in flight); an endpoint
-    that is not listed has no limit beyond its agents.
+    those in flight, which is its limit minus its requests in flight. An
+    endpoint that is not listed has no limit beyond its agents.
     """
     names = [group.name for group in groups]
     if len(set(names)) != len(names):
@@ -143,10 +143,10 @@ def decide_roles(
     for group in sorted(groups, key=lambda g: (-(g.ready - g.idle), g.name)):
         if group.name in held_receiving:
             continue
-        wanted = group.ready - group.idle
+        unserved = group.ready - group.idle
         free = room.get(group.endpoint)
         # Groups on one endpoint share its free slots.
-        need = wanted if free is None else min(wanted, free)
+        need = unserved if free is None else min(unserved, free)
         if need > 0:
             needs.append((need, group.name))
             if free is not None:

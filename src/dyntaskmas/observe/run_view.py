@@ -282,8 +282,8 @@ class RunViewBuilder:
         self, view: RunView, endpoint: str, at: float, limit: int, *, previous: int | None = None
     ) -> None:
         steps = view.limits.setdefault(endpoint, [])
-        # The first decision of a session also tells the limit the session
-        # started with: the one before it.
+        # The first decision of a session also carries the limit that the
+        # session started with, as its old limit.
         if previous is not None and (not steps or steps[0][0] >= at):
             if steps and steps[0][1] == previous:
                 steps[0] = (self._offset, previous)
