@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ from dyntaskmas.adapt.roles import (
     RoleAllocatorState,
     decide_roles,
 )
+from dyntaskmas.config import apply_config, load_config
 from dyntaskmas.engine.agent_pool import AgentPool, RoleGroup, build_role_agents
 from dyntaskmas.engine.executor import Engine, EngineConfig
+from dyntaskmas.engine.prompts import DEFAULT_ROLES
 from dyntaskmas.engine.result import RunResult
 from dyntaskmas.errors import ConfigError
 from dyntaskmas.graph.task import TaskSpec
@@ -27,7 +30,9 @@ from dyntaskmas.journal.codec import decode_event
 from dyntaskmas.journal.recorder import JournalRecorder
 from dyntaskmas.journal.store import JournalStore
 from dyntaskmas.llm.attempts import LocalFlow, RetryingChatModel
-from dyntaskmas.observe.events import AgentsMoved, Event, EventBus
+from dyntaskmas.llm.scripted import ScriptedLLMServer, ScriptedReply, ScriptedRequest
+from dyntaskmas.observe.events import AgentsMoved, Event, EventBus, TaskStarted
+from dyntaskmas.runner import Runner, RunOptions
 from dyntaskmas.sim.capacity import CapacityChatModel, CapacityProfile, CapacityServer
 from dyntaskmas.sim.virtual_time import EventLoopClock, run_virtual
 
@@ -292,3 +297,71 @@ def test_dominant_role_gets_agents_and_finishes_sooner(tmp_path: Path) -> None:
     assert len(rows) == len(moves)
     assert decode_event(rows[0].kind, "roles", rows[0].at_s, rows[0].payload) == moves[0]
     store.close()
+
+
+# --- the runner, over HTTP on the real clock ---------------------------------------
+
+
+async def test_runner_moves_agent_to_waiting_role(tmp_path: Path) -> None:
+    """A config file routes ``researcher`` to its own server; 12 research tasks of 0.3 s each.
+
+    Four agents start split 2 and 2. Planning and the answer need little of
+    the main server, so after a control interval one of its agents moves to
+    research, and the research tasks then run on three agents. Each
+    endpoint's limit is fixed at 4: the adaptive controller would halve it
+    for a probe in the first seconds, and then the endpoint, not the agents,
+    would limit this short run.
+    """
+
+    def main_handler(request: ScriptedRequest) -> str:
+        if request.response_format is None:
+            return "the answer"
+        subtasks = [
+            {
+                "id": f"s{index}",
+                "description": f"Find fact {index}",
+                "role": "researcher",
+                "depends_on": [],
+                "atomic": True,
+                "cost": "small",
+                "output_size": "short",
+            }
+            for index in range(12)
+        ]
+        return json.dumps({"subtasks": subtasks})
+
+    events: list[Event] = []
+    async with (
+        ScriptedLLMServer(main_handler) as main_server,
+        ScriptedLLMServer(lambda _: ScriptedReply(text="a fact", delay_s=0.3)) as research,
+    ):
+        path = tmp_path / "config.toml"
+        path.write_text(
+            f'[[endpoint]]\nname = "main"\nbase_url = "{main_server.base_url}"\n'
+            f'model = "{main_server.model}"\n'
+            f'[[endpoint]]\nname = "research"\nbase_url = "{research.base_url}"\n'
+            f'model = "{research.model}"\n'
+            f'[roles]\nresearcher = "research"\n[limits]\nagents = 4\nmax_subtasks = 12\n',
+            encoding="utf-8",
+        )
+        options = apply_config(
+            RunOptions(journal_dir=str(tmp_path / "journal"), concurrency=4),
+            load_config(path, known_roles=DEFAULT_ROLES),
+        )
+        async with Runner(options) as runner:
+            runner.engine.events.subscribe(events.append)
+            result = await runner.run("Find twelve facts")
+
+    moves = [event for event in events if isinstance(event, AgentsMoved)]
+    research_agents = {
+        event.agent
+        for event in events
+        if isinstance(event, TaskStarted) and event.endpoint == "research"
+    }
+    assert result.answer == "the answer"
+    assert len(research.calls) == 12
+    assert moves
+    assert moves[0].source_endpoint == "main"
+    assert moves[0].target_roles == ("researcher",)
+    assert moves[0].target_agents == 3
+    assert len(research_agents) == 3
