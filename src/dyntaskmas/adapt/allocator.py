@@ -242,6 +242,10 @@ class Allocator:
             stats = [role_stats[role] for role in group.roles if role in role_stats]
             # A role's utilisation times its agents is its busy share of the
             # window, in agents; the group's is the sum over its roles.
+            # NOTE: a role served by several groups counts in full in each,
+            # so its ready tasks can make more than one group ask for agents.
+            # Config files give each role one endpoint, so this needs a pool
+            # built by hand.
             busy = sum(item.utilisation * item.agents for item in stats)
             observations.append(
                 GroupObservation(
