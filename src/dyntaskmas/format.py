@@ -85,7 +85,7 @@ def format_summary(result: RunResult) -> str:
         f"up to {_count(result.max_concurrency, 'task')} at once, "
         f"{_count(result.llm_calls, 'model call')}, "
         f"{result.usage.prompt_tokens} prompt + {result.usage.completion_tokens} "
-        f"completion tokens"
+        f"completion tokens" + (f"\nRun id: {result.run_id}" if result.run_id else "")
     )
 
 

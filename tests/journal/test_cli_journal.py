@@ -122,9 +122,24 @@ def test_budget_stopped_run_lists_as_stopped_and_resumes(
 
     assert first_code == EXIT_RUN_FAILED
     assert first["status"] == "stopped"
+    assert first["run_id"] == listed["run_id"]
     assert listed["status"] == "stopped"
+    assert resumed["run_id"] == listed["run_id"]
     assert resume_code == EXIT_OK
     assert resumed["status"] == "succeeded"
     assert resumed["answer"] == FINAL_ANSWER
     assert listed_after["run_id"] == listed["run_id"]
     assert listed_after["status"] == "succeeded"
+
+
+def test_text_output_names_run_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journal = str(tmp_path / "journal")
+    with ThreadedServer(answering) as server:
+        code, out, _ = run_main(
+            ["run", REQUEST, "--base-url", server.base_url, "--journal-dir", journal], capsys
+        )
+    _, runs_out, _ = run_main(["runs", "--journal-dir", journal, "--json"], capsys)
+    (listed,) = json_lines(runs_out)
+
+    assert code == EXIT_OK
+    assert f"Run id: {listed['run_id']}" in out

@@ -1136,6 +1136,7 @@ class Engine:
             notes=tuple(notes),
             context=asdict(run.context.stats) if run.context is not None else None,
             stop=stop,
+            run_id=run.run_id,
         )
 
 

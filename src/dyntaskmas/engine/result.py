@@ -68,6 +68,9 @@ class RunResult:
     # Set when a budget limit stopped the run early: the limit, and the
     # tasks that did not run.
     stop: StopReason | None = None
+    #: The run's id in the journal, for ``resume`` and ``report``; None for
+    #: results built by hand.
+    run_id: str | None = None
 
     @property
     def max_concurrency(self) -> int:
@@ -97,6 +100,7 @@ class RunResult:
                     item[key] = round(item[key], 3)
             tasks.append(item)
         return {
+            "run_id": self.run_id,
             "request": self.request,
             "status": self.status,
             "answer": self.answer,
