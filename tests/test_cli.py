@@ -11,6 +11,7 @@ port that nothing listens on.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import socket
@@ -295,6 +296,14 @@ def test_text_line_starting_with_bracket(tmp_path: Path) -> None:
     requests = read_requests(path)
 
     assert requests == ["[urgent] What is 2+2?", "What is 3+3?"]
+
+
+def test_input_dash_reads_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is 2+2?\n\nWhat is 3+3?\n"))
+
+    requests = read_requests(Path("-"))
+
+    assert requests == ["What is 2+2?", "What is 3+3?"]
 
 
 def test_missing_input_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         type=Path,
         help="a text file with one request per line, or a JSON list of strings or of "
-        "objects with a 'question' field (such as the ParallelQA file)",
+        "objects with a 'question' field (such as the ParallelQA file); - reads standard "
+        "input. The requests run one after another",
     )
     run.add_argument(
         "--limit", type=int, metavar="N", help="run only the first N requests of --input"
@@ -269,10 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
 def read_requests(path: Path, limit: int | None = None) -> list[str]:
     """Read requests from a text file (one per line) or a JSON list.
 
-    Raises InputError naming the file and the problem.
+    ``-`` reads standard input. Raises InputError naming the file and the problem.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"input file {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -492,7 +493,7 @@ async def _run_requests(args: argparse.Namespace, tracker: RunTracker) -> int:
     async with Runner(options) as runner:
         tracker.runner = runner
         for index, request in enumerate(requests):
-            with RunObserver(runner.engine.events, observe) as observer:
+            with RunObserver(runner.engine.events, observe, write_on_exit=False) as observer:
                 result = await runner.run(request)
             if result.answer is None:
                 status = EXIT_RUN_FAILED
@@ -505,6 +506,8 @@ async def _run_requests(args: argparse.Namespace, tracker: RunTracker) -> int:
                     print(f"Request: {request}")
                 print(format_result(result), end="\n\n")
                 print(format_accounting(observer.accounting()), end="\n\n", flush=True)
+            # After the result is printed, so a file that cannot be written loses nothing.
+            observer.write_files()
     return status
 
 
@@ -967,6 +970,10 @@ async def _resume_run(args: argparse.Namespace, tracker: RunTracker) -> int:
     journal_dir = _journal_dir(args)
     with JournalStore(journal_dir, create=False) as store:
         row, state = load_resume_state(store, args.run_id)
+        history = [
+            decode_event(event.kind, args.run_id, event.at_s, event.payload)
+            for event in store.events(args.run_id)
+        ]
     overrides: dict[str, object] = {"journal": True, "journal_dir": str(journal_dir)}
     if args.base_url is not None:
         overrides["base_url"] = args.base_url
@@ -978,14 +985,17 @@ async def _resume_run(args: argparse.Namespace, tracker: RunTracker) -> int:
     async with Runner(options) as runner:
         tracker.runner = runner
         with RunObserver(runner.engine.events, live) as observer:
+            # Earlier sessions' events give restored tasks their roles, and
+            # the accounting the tokens those sessions spent.
+            observer.add_history(history)
             result = await runner.resume(state)
-    _write_journal_files(journal_dir, args.run_id, observe)
     if args.json:
         print(json.dumps(_result_json(result, observer), ensure_ascii=False), flush=True)
     else:
         print(f"Request: {result.request}")
         print(format_result(result), end="\n\n")
         print(format_accounting(observer.accounting()), end="\n\n", flush=True)
+    _write_journal_files(journal_dir, args.run_id, observe)
     return EXIT_OK if result.answer is not None else EXIT_RUN_FAILED
 
 

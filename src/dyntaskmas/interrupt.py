@@ -15,8 +15,10 @@ went on, and a run whose process is gone shows as ``interrupted``.
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
+import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +88,18 @@ class RunTracker:
             return "no run had started"
         if runner is not None and not runner.journalled:
             return f"run {run_id} was not journalled (--no-journal), so it cannot be resumed"
-        command = ["dyntaskmas", "resume", run_id]
+        command = [_program(), "resume", run_id]
         if self.journal_dir is not None:
             command += ["--journal-dir", str(self.journal_dir)]
         return f"run {run_id} is in the journal; resume it with: {shlex.join(command)}"
+
+
+def _program() -> str:
+    """Return the command as the user typed it, such as ``.venv/bin/dyntaskmas``.
+
+    A bare ``dyntaskmas`` needs the virtual environment on PATH, which the
+    README's commands do not assume; ``python -m dyntaskmas`` falls back to
+    the bare name.
+    """
+    typed = sys.argv[0] if sys.argv else ""
+    return typed if os.path.basename(typed) == "dyntaskmas" else "dyntaskmas"

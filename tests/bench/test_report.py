@@ -33,6 +33,9 @@ def test_markdown_table_has_header_and_rows() -> None:
 
 def test_cells_round_floats() -> None:
     assert format_cell(0.123456) == "0.1235"
+    assert format_cell(72840.4) == "72840"
+    assert format_cell(9999.6) == "10000"
+    assert format_cell(9999.4) == "9999"
     assert format_cell(3) == "3"
 
 

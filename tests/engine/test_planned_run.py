@@ -188,7 +188,7 @@ async def test_invalid_plan_falls_back_to_one_task() -> None:
     assert tasks["t.1"].description == REQUEST
     assert tasks["t.1"].state == "done"
     assert sum(1 for call in server.calls if is_plan_call(call)) == 2
-    assert any("planning 't' failed" in note for note in result.notes)
+    assert any("plan task 't.plan' failed" in note for note in result.notes)
     assert any("cycle" in note for note in result.notes)
     assert result_text(REQUEST) in answer_prompt(server)
     assert result.answer == FINAL_ANSWER

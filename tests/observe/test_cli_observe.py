@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dyntaskmas.cli import EXIT_OK, EXIT_USAGE, main
+from dyntaskmas.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, main
 from dyntaskmas.llm.endpoint import MODEL_ENV_VAR
 from dyntaskmas.llm.scripted import ScriptedLLMServer, ScriptedReply, ScriptedRequest
 from dyntaskmas.runner import BASE_URL_ENV_VAR
@@ -343,3 +343,40 @@ def test_invalid_plan_exits_1(
     assert err.count("\n") == 1
     # The first call and one repair call.
     assert len(usage_server.usage) == 2
+
+
+def test_unwritable_report_rejected_before_run(
+    usage_server: UsageServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # /proc accepts no new files, whatever the user's rights.
+    argv = ["run", REQUEST, "--base-url", usage_server.server.base_url, "--report", "/proc/r.html"]
+    code, out, err = run_main(argv, capsys)
+
+    assert code == EXIT_USAGE
+    assert out == ""
+    assert "'/proc/r.html' cannot be written" in err
+    assert len(err.strip().splitlines()) == 1
+    assert usage_server.usage == []
+
+
+def test_resume_accounting_covers_both_sessions(
+    usage_server: UsageServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = str(tmp_path / "journal")
+    base_url = usage_server.server.base_url
+    first = ["run", REQUEST, "--base-url", base_url, "--journal-dir", journal, "--json"]
+    _, out, _ = run_main([*first, "--max-llm-calls", "2"], capsys)
+    run_id = json.loads(out)["run_id"]
+    # Each session may make 2 model calls, so the run takes several resumes.
+    sessions = 1
+    code = EXIT_RUN_FAILED
+    while code == EXIT_RUN_FAILED and sessions < 5:
+        code, out, _ = run_main(["resume", run_id, "--journal-dir", journal, "--json"], capsys)
+        sessions += 1
+
+    accounting = json.loads(out)["accounting"]
+    assert code == EXIT_OK
+    assert sessions > 2
+    assert "" not in accounting["by_role"]
+    assert accounting["prompt_tokens"] == sum(p for p, _ in usage_server.usage)
+    assert accounting["completion_tokens"] == sum(c for _, c in usage_server.usage)

@@ -18,9 +18,13 @@ from dyntaskmas.bench.plots import PlotsUnavailableError, plot_result
 
 
 def format_cell(value: Any) -> str:
-    """Return a table cell: floats with up to 4 significant decimals, others as text."""
+    """Return a table cell: floats with up to 4 significant digits, others as text.
+
+    From 10,000 up a float is rounded to a whole number, which keeps at least
+    4 significant digits and never switches to exponent notation.
+    """
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.0f}"
+        return f"{value:.4g}" if abs(value) < 9999.5 else f"{value:.0f}"
     return str(value)
 
 

@@ -932,7 +932,7 @@ class Engine:
                 logger.info("plan call for %s failed: %s", name, exc)
                 failure = f"failed because the plan call failed ({exc})"
         if failure is not None:
-            notes.append(f"planning {name!r} {failure}; it ran as a single task instead")
+            notes.append(f"plan task {spec.id!r} {failure}; its work ran as a single task instead")
             new_specs = [
                 TaskSpec(
                     id=f"{name}.1",

@@ -50,7 +50,9 @@ def work_messages(
     and relevant updates within the token budget); it replaces ``inputs``.
     """
     system = (
-        f"You are the {spec.role} of a team of agents: you {role_description}. "
+        # Role descriptions are third-person phrases ("finds and states ..."),
+        # so they follow the role's name.
+        f"You are the {spec.role} of a team of agents. The {spec.role} {role_description}. "
         "Do only your own task, and answer in a few sentences."
     )
     parts = [f"Overall request: {request}", f"Your task: {spec.description}"]

@@ -110,11 +110,13 @@ def report_data(view: RunView, prices: Prices | None = None) -> dict[str, Any]:
         "run": {
             "run_id": view.run_id,
             "request": view.request,
-            "status": view.status or "unfinished",
+            # No RunFinished: the process stopped mid-run, which 'runs' calls interrupted.
+            "status": view.status or "interrupted",
             "agents": view.agents,
             "makespan_s": round(makespan, 6),
             "sequential_s": round(sequential, 6),
-            "speedup": round(sequential / makespan, 3) if makespan > 0 else None,
+            # Only a finished run's makespan makes the ratio mean anything.
+            "speedup": (round(sequential / makespan, 3) if makespan > 0 and view.status else None),
             "mean_utilisation": (
                 round(busy_seconds / (makespan * view.agents), 4)
                 if makespan > 0 and view.agents

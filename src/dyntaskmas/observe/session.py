@@ -14,7 +14,7 @@ Chrome trace and the HTML report that were asked for.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from dyntaskmas.errors import ConfigError
 from dyntaskmas.observe.accounting import Accounting, Prices, account
-from dyntaskmas.observe.events import EventBus
+from dyntaskmas.observe.events import Event, EventBus
 from dyntaskmas.observe.run_view import RunView, RunViewBuilder
 
 if TYPE_CHECKING:
@@ -45,20 +45,39 @@ class ObserveOptions:
 
 
 def check_output_path(path: Path, flag: str) -> None:
-    """Raise ConfigError unless ``path`` can be written: its folder exists and it is no folder."""
+    """Raise ConfigError unless ``path`` can be written, checked before a run spends anything.
+
+    The check opens the file for appending, which changes no content, and
+    removes it again if it did not exist, because permission bits alone miss
+    read-only and special file systems and root's rights.
+    """
     if path.is_dir():
         raise ConfigError(f"{flag} {str(path)!r} is a folder; give a file name")
     if not path.parent.is_dir():
         raise ConfigError(
             f"{flag} {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first"
         )
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{flag} {str(path)!r} cannot be written: {exc.strerror}; choose another path"
+        ) from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 class RunObserver:
     """Watches the runs on ``bus`` while open; see the module docstring."""
 
-    def __init__(self, bus: EventBus, options: ObserveOptions | None = None) -> None:
+    def __init__(
+        self, bus: EventBus, options: ObserveOptions | None = None, *, write_on_exit: bool = True
+    ) -> None:
         self.options = options or ObserveOptions()
+        # False: the caller writes the files itself, with write_files().
+        self._write_on_exit = write_on_exit
         self._builder = RunViewBuilder()
         self._unsubscribe: list[Callable[[], None]] = [bus.subscribe(self._builder.add)]
         self._stack = contextlib.ExitStack()
@@ -99,11 +118,16 @@ class RunObserver:
         self._stack.close()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        if exc_type is None:
+        if exc_type is None and self._write_on_exit:
             self.write_files()
 
     def view(self) -> RunView:
         return self._builder.view()
+
+    def add_history(self, events: Iterable[Event]) -> None:
+        """Fold events of the run's earlier sessions, read from its journal, into the view."""
+        for event in events:
+            self._builder.add(event)
 
     def accounting(self) -> Accounting:
         return account(self.view(), self.options.prices)
