@@ -72,6 +72,21 @@ async def test_streamed_text_usage_and_ttft() -> None:
     ]
 
 
+async def test_streamed_request_body_matches_unstreamed() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    async with (
+        ScriptedLLMServer(lambda request: '{"city": "Paris"}') as server,
+        streaming_model(server) as model,
+        streaming_model(server, stream=False) as plain_model,
+    ):
+        await model.complete(QUESTION, max_tokens=16, temperature=0.5, json_schema=schema)
+        await plain_model.complete(QUESTION, max_tokens=16, temperature=0.5, json_schema=schema)
+
+    streamed, plain = (call.request.body for call in server.calls)
+    assert streamed["stream"] is True
+    assert {k: v for k, v in streamed.items() if k not in ("stream", "stream_options")} == plain
+
+
 async def test_unstreamed_call_has_no_ttft() -> None:
     async with (
         ScriptedLLMServer(lambda request: "Paris") as server,

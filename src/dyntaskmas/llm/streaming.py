@@ -3,8 +3,8 @@
 :class:`StreamAssembler` owns the chunk format, not the HTTP: the OpenAI
 backend feeds it every chunk the SDK parsed and measures the time to first
 token from :attr:`StreamAssembler.has_output`. It is pure (no clock, no I/O)
-and reads chunks with ``getattr``, so it accepts the SDK's
-``ChatCompletionChunk`` objects and any object of the same shape. Chunks are
+and takes each chunk as parsed JSON (a mapping) or as an object with the
+same attributes, such as the SDK's ``ChatCompletionChunk``. Chunks are
 server output and untrusted: fields of the wrong type are skipped.
 
 OpenAI's order of chunks, which llama.cpp, vLLM and this project's servers
@@ -28,6 +28,7 @@ that ended before, so a cut stream is retried, never returned as a short answer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dyntaskmas.errors import LLMResponseError, TransientLLMError
@@ -69,23 +70,25 @@ class StreamAssembler:
     def add(self, chunk: object) -> None:
         """Add the next chunk of the stream."""
         self.chunks += 1
-        model = getattr(chunk, "model", None)
+        model = _field(chunk, "model")
         if self._model is None and isinstance(model, str) and model:
             self._model = model
 
-        usage = getattr(chunk, "usage", None)
+        usage = _field(chunk, "usage")
         if usage is not None:
             # Some servers repeat a running total on every chunk; the last one counts.
             self._usage = Usage(
-                prompt_tokens=_token_count(getattr(usage, "prompt_tokens", None)),
-                completion_tokens=_token_count(getattr(usage, "completion_tokens", None)),
+                prompt_tokens=_token_count(_field(usage, "prompt_tokens")),
+                completion_tokens=_token_count(_field(usage, "completion_tokens")),
             )
 
-        choices = getattr(chunk, "choices", None)
+        choices = _field(chunk, "choices")
         if not isinstance(choices, list):
             return
         for position, choice in enumerate(choices):
-            index = getattr(choice, "index", position)
+            index = _field(choice, "index")
+            if index is None:
+                index = position
             if index == 0:
                 self._add_choice(choice)
 
@@ -124,34 +127,34 @@ class StreamAssembler:
         )
 
     def _add_choice(self, choice: object) -> None:
-        delta = getattr(choice, "delta", None)
-        content = getattr(delta, "content", None)
+        delta = _field(choice, "delta")
+        content = _field(delta, "content")
         if isinstance(content, str):
             self._text.append(content)
-        refusal = getattr(delta, "refusal", None)
+        refusal = _field(delta, "refusal")
         if isinstance(refusal, str):
             self._refusal.append(refusal)
-        calls = getattr(delta, "tool_calls", None)
+        calls = _field(delta, "tool_calls")
         if isinstance(calls, list):
             for position, call in enumerate(calls):
                 self._add_tool_call_delta(call, position)
-        finish_reason = getattr(choice, "finish_reason", None)
+        finish_reason = _field(choice, "finish_reason")
         if isinstance(finish_reason, str) and finish_reason:
             self._finish_reason = finish_reason
 
     def _add_tool_call_delta(self, call: object, position: int) -> None:
-        index = getattr(call, "index", None)
+        index = _field(call, "index")
         # A server that leaves out the index sends each call whole in one delta.
         key = index if isinstance(index, int) and not isinstance(index, bool) else position
         parts = self._tool_calls.setdefault(key, _ToolCallParts())
-        call_id = getattr(call, "id", None)
+        call_id = _field(call, "id")
         if isinstance(call_id, str) and call_id and not parts.id:
             parts.id = call_id
-        function = getattr(call, "function", None)
-        name = getattr(function, "name", None)
+        function = _field(call, "function")
+        name = _field(function, "name")
         if isinstance(name, str):
             parts.name.append(name)
-        arguments = getattr(function, "arguments", None)
+        arguments = _field(function, "arguments")
         if isinstance(arguments, str):
             parts.arguments.append(arguments)
 
@@ -164,6 +167,13 @@ class StreamAssembler:
             )
             for position, (_, parts) in enumerate(sorted(self._tool_calls.items()))
         )
+
+
+def _field(value: object, name: str) -> object:
+    """Return the field ``name`` of a parsed JSON object or of an SDK model, None if absent."""
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
 
 
 def _token_count(value: object) -> int:
