@@ -1,9 +1,9 @@
 """Streamed chat completions: OpenAIChatModel against a real ScriptedLLMServer.
 
 Each request goes through the openai SDK over HTTP on 127.0.0.1 with
-``stream=True``; the scripted server sends OpenAI's chunk sequence, or a cut
-or unfinished one. Timing checks assert only bounds that hold on a loaded
-machine.
+``stream=True``. The scripted server sends OpenAI's chunk sequence, or a
+cut or unfinished one. Timing checks assert only bounds that hold on a
+loaded machine.
 """
 
 from __future__ import annotations

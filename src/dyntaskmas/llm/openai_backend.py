@@ -255,7 +255,7 @@ def translate_error(
         )
 
     if isinstance(exc, openai.APIConnectionError) and stream_chunks is not None:
-        # The server answered, so it is reachable; the stream broke on the way.
+        # The server sent response headers, so it is reachable; the stream broke off in transit.
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         return TransientLLMError(
             f"the response stream from {url} broke off after {stream_chunks} chunks, on "
