@@ -74,7 +74,9 @@ class OpenAIChatModel:
 
     Several models may share one endpoint; they then share its concurrency
     limit and backoff gate. ``timeout_s`` bounds each HTTP attempt, not the
-    time spent waiting for a slot or for the gate. ``rng`` draws the retry
+    time spent waiting for a slot or for the gate. On a streamed endpoint it
+    bounds the wait for each chunk instead (the SDK's read timeout), so a
+    long answer that keeps arriving is not cut off. ``rng`` draws the retry
     jitter; pass a seeded one for reproducible delays.
 
     Close it with :meth:`aclose`, or use it as an async context manager.
