@@ -246,6 +246,7 @@ def test_fallback_url_used_without_request() -> None:
     ("error", "expected"),
     [
         (openai.APIConnectionError(request=REQUEST), TransientLLMError),
+        (openai.APIError("overloaded", REQUEST, body=None), TransientLLMError),
         (openai.APITimeoutError(request=REQUEST), LLMTimeoutError),
         (status_error(openai.BadRequestError, 400), LLMRequestError),
     ],

@@ -197,6 +197,21 @@ async def test_malformed_chunk_retried() -> None:
     assert completion.attempts == 2
 
 
+async def test_error_event_in_stream_retried() -> None:
+    body = 'data: {"error": {"message": "engine overloaded", "type": "server_error"}}\n\n'
+    failed = ScriptedReply(raw_body=body)
+    async with (
+        ScriptedLLMServer(reply_sequence(failed, "Paris")) as server,
+        streaming_model(server) as model,
+    ):
+        records: list[AttemptRecord] = []
+        model.endpoint.attempt_listeners.append(records.append)
+        completion = await model.complete(QUESTION, max_tokens=16)
+
+    assert completion.text == "Paris"
+    assert [record.status for record in records] == ["server_error", "ok"]
+
+
 async def test_error_status_before_stream_not_retried_as_cut() -> None:
     rejected = ScriptedReply(status=400, error_message="max_tokens is too large")
     async with (

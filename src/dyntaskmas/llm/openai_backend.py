@@ -16,8 +16,9 @@ Which failures are retried:
 - connection failures: raised as :class:`EndpointUnavailableError`;
 - other 4xx responses: raised at once as :class:`LLMRequestError`;
 - an answer without usable text: raised at once as :class:`LLMResponseError`;
-- a response stream that breaks or ends before its finish reason: retried
-  like a 5xx, and raised as :class:`TransientLLMError`.
+- a response stream that breaks, carries an error event or ends before
+  its finish reason: retried like a 5xx, and raised as
+  :class:`TransientLLMError`.
 
 An endpoint with ``stream`` set gets streamed requests
 (``stream_options.include_usage`` on), assembled by
@@ -264,6 +265,15 @@ def translate_error(
             f"attempt {attempts} ({type(cause).__name__}: {cause}); the server or a proxy "
             f"closed the connection early, so retry later, or turn streaming off for this "
             f"endpoint if it keeps happening"
+        )
+
+    if type(exc) is openai.APIError and stream_chunks is not None:
+        # The SDK raises the bare APIError for an error event inside a stream:
+        # the server failed part-way through the answer, as a 5xx would.
+        return TransientLLMError(
+            f"the response stream from {url} carried an error after {stream_chunks} chunks, "
+            f"on attempt {attempts}: {exc.message}; the server failed while answering, "
+            f"so retry later or lower the endpoint's concurrency"
         )
 
     if isinstance(exc, openai.APIConnectionError):
