@@ -193,11 +193,10 @@ class OpenAIChatModel:
         stream_started = False
         try:
             # chat.completions.create() would build a pydantic model of every
-            # chunk, about three quarters of the client's CPU time per
-            # streamed call (27.5 ms against 7.7 ms for 256 tokens,
-            # scripts/bench_streaming.py). Posting with cast_to=object keeps
-            # the SDK's HTTP, SSE decoding and errors, and yields each chunk
-            # as parsed JSON.
+            # chunk: 27.5 ms of client CPU per 256-token call against 9.3 ms
+            # this way (scripts/bench_streaming.py, docs/benchmarks.md).
+            # Posting with cast_to=object keeps the SDK's HTTP, SSE decoding
+            # and errors, and yields each chunk as parsed JSON.
             stream = await self._client.post(
                 "/chat/completions",
                 body=body,
