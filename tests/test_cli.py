@@ -358,6 +358,21 @@ def test_json_output_of_one_request(
     check_run_json(results[0], REQUEST)
 
 
+@pytest.mark.parametrize(("flags", "streamed"), [([], True), (["--no-stream"], False)])
+def test_stream_option_reaches_requests(
+    server: ScriptedLLMServer,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    streamed: bool,
+) -> None:
+    code, out, _ = run_main(["run", REQUEST, "--base-url", server.base_url, *flags], capsys)
+
+    assert code == EXIT_OK
+    assert f"Answer:\n  {FINAL_ANSWER}" in out
+    assert server.calls
+    assert {call.request.stream for call in server.calls} == {streamed}
+
+
 def test_text_output_of_one_request(
     server: ScriptedLLMServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -108,6 +108,10 @@ def test_valid_config_sets_endpoints_roles_limits_prices(tmp_path: Path) -> None
             "[[endpoint]]\nname = 'a'\nbase_url = 'http://x/v1'\nstructured_output = 'xml'\n",
             "structured_output of endpoint 'a' is 'xml'",
         ),
+        (
+            "[[endpoint]]\nname = 'a'\nbase_url = 'http://x/v1'\nstream = 'yes'\n",
+            "stream of endpoint 'a' must be true or false, got a string ('yes')",
+        ),
         ("[roles]\nlawyer = 'a'\n", "names the unknown role 'lawyer'"),
         (
             "[[endpoint]]\nname = 'a'\nbase_url = 'http://x/v1'\n[roles]\nresearcher = 'b'\n",
@@ -229,3 +233,30 @@ def test_endpoints_without_file_survive_journal_without_key(
     assert restored.endpoints == (endpoint,)
     assert restored.role_endpoints == {"researcher": "main"}
     assert restored.prices == options.prices
+
+
+async def test_endpoint_stream_key_overrides_run_option(tmp_path: Path) -> None:
+    """The endpoint with ``stream = false`` gets plain requests; the other follows the run."""
+    async with (
+        ScriptedLLMServer(lambda request: "the answer") as plain_server,
+        ScriptedLLMServer(lambda request: "the answer") as streamed_server,
+    ):
+        path = write(
+            tmp_path,
+            f'[[endpoint]]\nname = "plain"\nbase_url = "{plain_server.base_url}"\n'
+            f'model = "m"\nstream = false\n'
+            f'[[endpoint]]\nname = "streamed"\nbase_url = "{streamed_server.base_url}"\n'
+            f'model = "m"\n[roles]\nresearcher = "streamed"\n',
+        )
+        config = load_config(path, known_roles=DEFAULT_ROLES)
+        options = apply_config(RunOptions(journal=False, stream=True), config)
+        async with Runner(options) as runner:
+            streams = {endpoint.name: endpoint.stream for endpoint in runner.endpoints}
+
+        resumed = options_from_journal(json.loads(json.dumps(journal_options(options))))
+
+    assert config.endpoints[0].stream is False
+    assert config.endpoints[1].stream is None
+    assert streams == {"plain": False, "streamed": True}
+    assert resumed.endpoints == options.endpoints
+    assert resumed.stream is True

@@ -246,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         "server), or 'none' (default: json_schema; ignored for the embedded model)",
     )
     run.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stream responses from --base-url and config-file endpoints, which measures "
+        "each call's time to first token (default: on; the embedded model never streams, "
+        "because its server sends no token counts in a stream)",
+    )
+    run.add_argument(
         "--model-file",
         metavar="PATH",
         help="GGUF file for the embedded server instead of SmolLM2-135M-Instruct",
@@ -421,6 +429,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         max_replans=replans,
         optimise=args.optimise,
         max_reviews=args.reviews,
+        stream=args.stream,
     )
 
 
@@ -1138,6 +1147,7 @@ def _add_plan_parser(
         "--timeout",
         "--local-servers",
         "--structured-output",
+        "--stream",
         "--model-file",
     )
     # The same argparse actions as run's, so that flags, defaults and help

@@ -11,6 +11,7 @@ shape and its error messages, not how endpoints are opened. Example::
     api_key_env = "LOCAL_API_KEY"    # or api_key = "...", or neither
     concurrency = 8                  # optional
     structured_output = "json_object"
+    stream = false                   # optional; default: the run's --stream
 
     [roles]                          # role -> endpoint name, or a table
     researcher = "local"
@@ -77,6 +78,7 @@ _ENDPOINT_KEYS = (
     "api_key",
     "concurrency",
     "structured_output",
+    "stream",
 )
 _ROLE_KEYS = ("endpoint", "description")
 _PRICE_KEYS = ("prompt_per_million", "completion_per_million")
@@ -93,6 +95,8 @@ class EndpointConfig:
     api_key: str | None = field(default=None, repr=False)
     concurrency: int | None = None
     structured_output: StructuredOutputMode = "json_schema"
+    #: Whether requests are streamed; None follows the run's option.
+    stream: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,11 @@ def _read_endpoints(raw: Any, where: str, env: Mapping[str, str]) -> list[Endpoi
         concurrency = entry.get("concurrency")
         if concurrency is not None:
             concurrency = _number(concurrency, int, f"concurrency of {key}", where, minimum=1)
+        stream = entry.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise ConfigError(
+                f"{where}: stream of {key} must be true or false, got {_type_name(stream)}"
+            )
         endpoints.append(
             EndpointConfig(
                 name=name,
@@ -243,6 +252,7 @@ def _read_endpoints(raw: Any, where: str, env: Mapping[str, str]) -> list[Endpoi
                 api_key=api_key,
                 concurrency=concurrency,
                 structured_output=structured,
+                stream=stream,
             )
         )
     return endpoints

@@ -105,7 +105,11 @@ class RunOptions:
     ``optimise`` turns on the workflow optimiser (granularity of nested
     plans, merges of tiny sibling tasks). ``max_reviews`` is how many
     subtasks of one decomposition the planner may mark for a
-    critique-and-revise loop.
+    critique-and-revise loop. ``stream`` streams the responses of remote
+    endpoints (a base URL, or config-file endpoints without their own
+    ``stream`` key), which measures each call's time to first token. The
+    embedded server never streams: llama-cpp-python 0.3.36 ignores
+    ``stream_options`` and sends no token counts in a stream.
     """
 
     base_url: str | None = None
@@ -144,6 +148,7 @@ class RunOptions:
     max_replans: int = DEFAULT_REPLANS
     optimise: bool = False
     max_reviews: int = 0
+    stream: bool = True
 
     def __post_init__(self) -> None:
         _at_least("agents", self.agents, 1)
@@ -491,6 +496,7 @@ class Runner:
             name=item.name,
             concurrency=item.concurrency or self._starting_concurrency(),
             structured_output=item.structured_output,
+            stream=item.stream if item.stream is not None else self.options.stream,
         )
 
     async def _remote_endpoint(self, base_url: str) -> Endpoint:
@@ -516,6 +522,7 @@ class Runner:
             api_key=api_key,
             concurrency=self._starting_concurrency(),
             structured_output=options.structured_output,
+            stream=options.stream,
         )
 
     def _starting_concurrency(self) -> int:

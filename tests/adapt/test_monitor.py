@@ -32,6 +32,7 @@ def attempt(
     tokens: int = 10,
     in_flight: int = 1,
     endpoint: str = "e",
+    ttft: float | None = None,
 ) -> AttemptRecord:
     return AttemptRecord(
         endpoint=endpoint,
@@ -41,6 +42,7 @@ def attempt(
         status_code=429 if status == "rate_limited" else None,
         completion_tokens=tokens if status == "ok" else 0,
         in_flight=in_flight,
+        time_to_first_token_s=ttft if status == "ok" else None,
     )
 
 
@@ -86,6 +88,43 @@ def test_summary_counts_add_up(rows: list[tuple[float, float, str, int]]) -> Non
     assert summary.latency_p50_s == percentile([r.latency_s for r in ok], 50)
     assert summary.throughput_per_s == pytest.approx(len(ok) / 10.0)
     assert summary.tokens_per_s == pytest.approx(sum(r.completion_tokens for r in ok) / 10.0)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ok", "rate_limited", "server_error"]),
+            st.one_of(st.none(), st.floats(0, 5)),
+        ),
+        max_size=60,
+    )
+)
+def test_ttft_percentiles_of_streamed_successes(rows: list[tuple[str, float | None]]) -> None:
+    records = [attempt(0.0, 6.0, status, ttft=ttft) for status, ttft in rows]
+    measured = [r.time_to_first_token_s for r in records if r.time_to_first_token_s is not None]
+
+    summary = summarize_attempts(records, window_s=10.0)
+
+    assert summary.ttft_p50_s == percentile(measured, 50)
+    assert summary.ttft_p95_s == percentile(measured, 95)
+
+
+def test_snapshot_and_sample_carry_ttft() -> None:
+    """Unstreamed calls leave the percentiles to the streamed ones."""
+    clock = ManualClock(start=5.0)
+    flow = LocalFlow("e", concurrency=4, clock=clock)
+    monitor = Monitor(clock)
+    monitor.watch(flow)
+    for ttft in (0.1, 0.2, 0.3, None):
+        for listener in flow.attempt_listeners:
+            listener(attempt(1.0, 4.0, ttft=ttft))
+
+    summary = monitor.snapshot().endpoint("e").attempts
+
+    assert summary.successes == 4
+    assert summary.ttft_p50_s == 0.2
+    assert summary.ttft_p95_s == 0.3
+    assert summary.latency_p50_s == 3.0
 
 
 def test_window_drops_old_attempts() -> None:

@@ -14,6 +14,7 @@ from dyntaskmas.observe.events import (
     GraphChanged,
     LLMCallFinished,
     LLMCallRetried,
+    MonitorSample,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -80,3 +81,23 @@ def test_event_reads_back_equal(event: Event) -> None:
 def test_unknown_event_kind_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown event kind"):
         decode_event("TaskTeleported", "r", 0.0, {})
+
+
+def test_sample_from_older_journal_without_ttft() -> None:
+    sample = MonitorSample("r", 1.0, "e", 4, 2, 0, 10, 1.5, 30.0, 0.4, 0.9, 0.0, 0.1, 3)
+    payload = json.loads(json.dumps(encode_event(sample)))
+    del payload["ttft_p50_s"], payload["ttft_p95_s"]
+
+    decoded = decode_event("MonitorSample", "r", 1.0, payload)
+
+    assert decoded == sample
+    assert isinstance(decoded, MonitorSample)
+    assert decoded.ttft_p50_s is None
+
+
+def test_missing_required_field_still_raises() -> None:
+    payload = json.loads(json.dumps(encode_event(RunFinished("r", 2.0, "succeeded", 2.0, 3))))
+    del payload["llm_calls"]
+
+    with pytest.raises(KeyError, match="llm_calls"):
+        decode_event("RunFinished", "r", 2.0, payload)

@@ -215,3 +215,27 @@ async def test_missing_model_path_rejected(tmp_path: Path) -> None:
     ):
         async with EmbeddedServer(missing):
             pass
+
+
+@pytest.mark.embedded
+@pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+async def test_embedded_stream_has_text_but_no_usage() -> None:
+    """Why embedded endpoints are never streamed: the server sends no usage in a stream.
+
+    When the usage check fails, the installed server honours
+    ``stream_options.include_usage``, and embedded endpoints can stream too.
+    """
+    async with EmbeddedServer(threads=1) as server:
+        endpoint = server.endpoint()
+        assert not endpoint.stream
+        endpoint.stream = True
+        async with OpenAIChatModel(endpoint, timeout_s=180.0) as model:
+            completion = await model.complete(
+                [ChatMessage("user", "Name three colours.")], max_tokens=12
+            )
+
+    assert completion.text.strip()
+    assert completion.finish_reason in ("stop", "length")
+    assert completion.time_to_first_token_s is not None
+    assert completion.time_to_first_token_s <= completion.latency_s
+    assert completion.usage.total_tokens == 0

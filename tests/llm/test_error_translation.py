@@ -240,3 +240,28 @@ def test_fallback_url_used_without_request() -> None:
 
     assert type(translated) is LLMError
     assert "http://127.0.0.1:9/v1/x" in str(translated)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (openai.APIConnectionError(request=REQUEST), TransientLLMError),
+        (openai.APIError("overloaded", REQUEST, body=None), TransientLLMError),
+        (openai.APITimeoutError(request=REQUEST), LLMTimeoutError),
+        (status_error(openai.BadRequestError, 400), LLMRequestError),
+    ],
+)
+def test_error_inside_started_stream(error: Exception, expected: type[LLMError]) -> None:
+    """A connection error inside a started stream is a cut stream; other errors keep their kind."""
+    translated = translate_error(error, url=URL, attempts=3, now_epoch_s=NOW, stream_chunks=7)
+
+    assert type(translated) is expected
+
+
+def test_cut_stream_message_names_chunks_and_attempt() -> None:
+    error = openai.APIConnectionError(request=REQUEST)
+
+    translated = translate_error(error, url=URL, attempts=3, now_epoch_s=NOW, stream_chunks=7)
+
+    assert "broke off after 7 chunks, on attempt 3" in str(translated)
+    assert URL in str(translated)

@@ -3,6 +3,9 @@
 Every run must finish, journal each task's output exactly once, and the
 server must have answered each request of a finished task, fault-free and
 whole, exactly once: a retry never repeats a request that had succeeded.
+Runs stream their responses, as runs on remote endpoints do by default, so
+a truncated fault cuts a stream; the faults that damage a body also run
+unstreamed.
 """
 
 from __future__ import annotations
@@ -41,12 +44,25 @@ def fault_config(kinds: tuple[Fault, ...]) -> FaultConfig:
     return FaultConfig(retry_after_s=0.02, slow_s=SLOW_S, **rates)  # type: ignore[arg-type]
 
 
+CASES: list[tuple[tuple[Fault, ...], bool]] = [
+    *(((kind,), True) for kind in FAULTS),
+    (FAULTS, True),
+    (("malformed",), False),
+    (("truncated",), False),
+]
+
+
 @pytest.mark.parametrize(
-    "kinds",
-    [*((kind,) for kind in FAULTS), FAULTS],
-    ids=[*FAULTS, "mixed"],
+    ("kinds", "stream"),
+    CASES,
+    ids=[
+        f"{'mixed' if len(kinds) > 1 else kinds[0]}-{'streamed' if stream else 'unstreamed'}"
+        for kinds, stream in CASES
+    ],
 )
-async def test_planned_run_survives_faults(tmp_path: Path, kinds: tuple[Fault, ...]) -> None:
+async def test_planned_run_survives_faults(
+    tmp_path: Path, kinds: tuple[Fault, ...], stream: bool
+) -> None:
     server = SimulatedLLMServer(
         faults=fault_config(kinds), speedup=1000.0, seed=7, plan_fanout=FANOUT
     )
@@ -59,12 +75,18 @@ async def test_planned_run_survives_faults(tmp_path: Path, kinds: tuple[Fault, .
         work_max_tokens=32,
         answer_max_tokens=32,
         journal_dir=str(tmp_path),
+        stream=stream,
     )
     async with server:
         options = RunOptions(**{**options.__dict__, "base_url": server.base_url})
         async with Runner(options) as runner:
             result = await runner.run("Find the parts and combine them")
             run_id = runner.current_run_id
+            # Streamed calls, and only those, report a time to first token.
+            (endpoint,) = runner.endpoints
+            ttft_p50_s = runner.allocator.monitor.attempt_summary(endpoint.name).ttft_p50_s
+
+    assert (ttft_p50_s is not None) == stream
 
     assert result.status == "succeeded", result.notes
     # The plan was used: all its subtasks, no fallback to a single task.

@@ -307,6 +307,8 @@ class Allocator:
             summary.rate_429,
             summary.error_rate,
             self.monitor.ready_tasks(),
+            ttft_p50_s=summary.ttft_p50_s,
+            ttft_p95_s=summary.ttft_p95_s,
         )
 
     def _emit(self, event: Event) -> None:

@@ -3,8 +3,9 @@
 :class:`Monitor` collects two streams and keeps the recent part of each:
 
 - every model-call attempt, from the endpoints' ``attempt_listeners``
-  (:class:`~dyntaskmas.llm.attempts.AttemptRecord`: latency, tokens, status,
-  Retry-After), so 429s and retries are seen, not only finished calls;
+  (:class:`~dyntaskmas.llm.attempts.AttemptRecord`: latency, time to first
+  token when streamed, tokens, status, Retry-After), so 429s and retries are
+  seen, not only finished calls;
 - the run's events, from its :class:`~dyntaskmas.observe.events.EventBus`:
   which tasks are ready or running per role, and how long each took.
 
@@ -76,6 +77,9 @@ class AttemptSummary:
     latency_per_token_p50_s: float | None
     completion_tokens: int
     peak_in_flight: int
+    #: Time to first token of successful streamed attempts; None when none streamed.
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
 
     @property
     def rate_429(self) -> float:
@@ -101,10 +105,12 @@ def summarize_attempts(records: Iterable[AttemptRecord], window_s: float) -> Att
     """Summarise ``records`` (already chosen for the window) over ``window_s`` seconds.
 
     Latency percentiles are over successful attempts only, because a 429
-    returns at once and would make an overloaded server look fast.
+    returns at once and would make an overloaded server look fast. The
+    time-to-first-token percentiles are over successful streamed attempts.
     """
     latencies: list[float] = []
     per_token: list[float] = []
+    first_token: list[float] = []
     requests = successes = rate_limited = timeouts = tokens = peak = 0
     for record in records:
         requests += 1
@@ -112,6 +118,8 @@ def summarize_attempts(records: Iterable[AttemptRecord], window_s: float) -> Att
         if record.status == "ok":
             successes += 1
             latencies.append(record.latency_s)
+            if record.time_to_first_token_s is not None:
+                first_token.append(record.time_to_first_token_s)
             per_token.append(record.latency_s / max(1, record.completion_tokens))
             tokens += record.completion_tokens
         elif record.status == "rate_limited":
@@ -130,6 +138,8 @@ def summarize_attempts(records: Iterable[AttemptRecord], window_s: float) -> Att
         latency_per_token_p50_s=percentile(per_token, 50),
         completion_tokens=tokens,
         peak_in_flight=peak,
+        ttft_p50_s=percentile(first_token, 50),
+        ttft_p95_s=percentile(first_token, 95),
     )
 
 

@@ -11,7 +11,7 @@ calls (``LLMCallFinished.messages``), never an endpoint key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
 from typing import Any
 
 from dyntaskmas.graph.task import TaskSpec
@@ -142,7 +142,13 @@ def decode_event(kind: str, run_id: str, at_s: float, payload: Mapping[str, Any]
     cls = EVENT_TYPES.get(kind)
     if cls is None:
         raise ValueError(f"unknown event kind {kind!r} in the journal")
-    names = [f.name for f in fields(cls) if f.name not in ("run_id", "at_s")]
+    # A field added to an event later has a default, which journals written
+    # before it existed get.
+    names = [
+        f.name
+        for f in fields(cls)
+        if f.name not in ("run_id", "at_s") and (f.name in payload or f.default is MISSING)
+    ]
     values = {name: decode_value(payload[name]) for name in names}
     # Tuple-typed fields (a failure's cancelled ids) were written as tagged tuples.
     return cls(run_id=run_id, at_s=at_s, **values)

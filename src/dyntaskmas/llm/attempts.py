@@ -55,7 +55,8 @@ class AttemptRecord:
 
     Times are on the endpoint's clock. ``in_flight`` is the endpoint's
     requests in flight when the attempt started, this one included. Token
-    counts are 0 for a failed attempt.
+    counts are 0 for a failed attempt. ``time_to_first_token_s`` is set only
+    for a successful streamed attempt.
     """
 
     endpoint: str
@@ -67,6 +68,7 @@ class AttemptRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     in_flight: int = 1
+    time_to_first_token_s: float | None = None
 
     @property
     def latency_s(self) -> float:
@@ -253,6 +255,9 @@ def _record(
         prompt_tokens=completion.usage.prompt_tokens if completion is not None else 0,
         completion_tokens=completion.usage.completion_tokens if completion is not None else 0,
         in_flight=in_flight,
+        time_to_first_token_s=(
+            completion.time_to_first_token_s if completion is not None else None
+        ),
     )
 
 

@@ -49,6 +49,9 @@ class Endpoint:
     ``api_key`` to ``DYNTASKMAS_API_KEY``, then ``OPENAI_API_KEY``, then a
     placeholder for local servers. ``concurrency`` is the initial limit of
     requests in flight; change it later through ``endpoint.limiter.limit``.
+    ``stream`` makes requests streamed, which measures the time to first
+    token; it needs a server that sends usage in streams
+    (``stream_options.include_usage``), or token counts read 0.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class Endpoint:
         name: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         structured_output: StructuredOutputMode = "json_schema",
+        stream: bool = False,
         clock: Clock | None = None,
     ) -> None:
         self.base_url = _validate_base_url(base_url)
@@ -73,6 +77,7 @@ class Endpoint:
                 f"got {structured_output!r}"
             )
         self.structured_output: StructuredOutputMode = structured_output
+        self.stream = stream
 
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         # TODO: requests-per-minute and tokens-per-minute limits. Until then
@@ -91,7 +96,8 @@ class Endpoint:
     def __repr__(self) -> str:
         return (
             f"Endpoint(name={self.name!r}, base_url={self.base_url!r}, model={self.model!r}, "
-            f"concurrency={self.limiter.limit}, structured_output={self.structured_output!r})"
+            f"concurrency={self.limiter.limit}, structured_output={self.structured_output!r}, "
+            f"stream={self.stream})"
         )
 
 

@@ -15,7 +15,15 @@ Which failures are retried:
   :class:`TransientLLMError` once the attempts are used up;
 - connection failures: raised as :class:`EndpointUnavailableError`;
 - other 4xx responses: raised at once as :class:`LLMRequestError`;
-- an answer without usable text: raised at once as :class:`LLMResponseError`.
+- an answer without usable text: raised at once as :class:`LLMResponseError`;
+- a response stream that breaks, carries an error event or ends before
+  its finish reason: retried like a 5xx, and raised as
+  :class:`TransientLLMError`.
+
+An endpoint with ``stream`` set gets streamed requests
+(``stream_options.include_usage`` on), assembled by
+:class:`~dyntaskmas.llm.streaming.StreamAssembler`; the completion then also
+carries its time to first token.
 
 :func:`translate_error` is the only place where SDK exceptions become
 dyntaskmas errors.
@@ -23,6 +31,7 @@ dyntaskmas errors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -46,6 +55,7 @@ from dyntaskmas.errors import (
 from dyntaskmas.llm.attempts import call_with_retries
 from dyntaskmas.llm.endpoint import Endpoint
 from dyntaskmas.llm.retry import RetryPolicy, retry_after_from_headers
+from dyntaskmas.llm.streaming import StreamAssembler
 from dyntaskmas.llm.types import ChatMessage, Completion, ToolCall, ToolSpec, Usage
 
 logger = logging.getLogger(__name__)
@@ -65,7 +75,9 @@ class OpenAIChatModel:
 
     Several models may share one endpoint; they then share its concurrency
     limit and backoff gate. ``timeout_s`` bounds each HTTP attempt, not the
-    time spent waiting for a slot or for the gate. ``rng`` draws the retry
+    time spent waiting for a slot or for the gate. On a streamed endpoint it
+    bounds the wait for each chunk instead (the SDK's read timeout), so a
+    long answer that keeps arriving is not cut off. ``rng`` draws the retry
     jitter; pass a seeded one for reproducible delays.
 
     Close it with :meth:`aclose`, or use it as an async context manager.
@@ -156,15 +168,81 @@ class OpenAIChatModel:
                 response, endpoint=endpoint, latency_s=latency_s, attempts=attempts
             )
 
-        return await call_with_retries(endpoint, attempt, policy=self.policy, rng=self._rng)
+        async def streamed_attempt(attempts: int) -> Completion:
+            body = {
+                "model": endpoint.model,
+                "messages": message_params,
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                **(extra_body or {}),
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            return await self._streamed_attempt(body, attempts)
+
+        chosen = streamed_attempt if endpoint.stream else attempt
+        return await call_with_retries(endpoint, chosen, policy=self.policy, rng=self._rng)
+
+    async def _streamed_attempt(self, body: Mapping[str, Any], attempts: int) -> Completion:
+        """Send one streamed request and assemble its chunks, measuring the time to first token."""
+        endpoint = self.endpoint
+        url = f"{endpoint.base_url}/chat/completions"
+        started = endpoint.clock.now()
+        assembler = StreamAssembler()
+        first_token_s: float | None = None
+        stream_started = False
+        try:
+            # chat.completions.create() would build a pydantic model of every
+            # chunk: 27.5 ms of client CPU per 256-token call against 9.3 ms
+            # this way (scripts/bench_streaming.py, docs/benchmarks.md).
+            # Posting with cast_to=object keeps the SDK's HTTP, SSE decoding
+            # and errors, and yields each chunk as parsed JSON.
+            stream = await self._client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=object,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
+            stream_started = True
+            async with stream:
+                async for chunk in stream:
+                    assembler.add(chunk)
+                    if first_token_s is None and assembler.has_output:
+                        first_token_s = endpoint.clock.now() - started
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise translate_error(
+                exc,
+                url=url,
+                attempts=attempts,
+                now_epoch_s=time.time(),
+                stream_chunks=assembler.chunks if stream_started else None,
+            ) from exc
+        completion = assembler.completion(
+            where=url,
+            default_model=endpoint.model,
+            latency_s=endpoint.clock.now() - started,
+            attempts=attempts,
+        )
+        return dataclasses.replace(completion, time_to_first_token_s=first_token_s)
 
 
-def translate_error(exc: Exception, *, url: str, attempts: int, now_epoch_s: float) -> LLMError:
+def translate_error(
+    exc: Exception,
+    *,
+    url: str,
+    attempts: int,
+    now_epoch_s: float,
+    stream_chunks: int | None = None,
+) -> LLMError:
     """Translate an exception from the ``openai`` SDK into a dyntaskmas error.
 
     ``url`` names the request in messages when the exception carries none.
     ``attempts`` is the number of attempts made so far, for the message.
     ``now_epoch_s`` is the wall-clock time, used to read a Retry-After date.
+    ``stream_chunks`` is the number of chunks received when the error broke
+    off a response stream that had started, and None otherwise: a
+    connection error then means a cut stream, not an unreachable server.
     Exceptions that are not from the SDK or its JSON decoding become a plain
     :class:`LLMError`.
     """
@@ -176,6 +254,25 @@ def translate_error(exc: Exception, *, url: str, attempts: int, now_epoch_s: flo
         return LLMTimeoutError(
             f"request to {url} timed out {tried}; "
             f"raise the request timeout (timeout_s) or lower the endpoint's concurrency"
+        )
+
+    if isinstance(exc, openai.APIConnectionError) and stream_chunks is not None:
+        # The server sent response headers, so it is reachable; the stream broke off in transit.
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        return TransientLLMError(
+            f"the response stream from {url} broke off after {stream_chunks} chunks, on "
+            f"attempt {attempts} ({type(cause).__name__}: {cause}); the server or a proxy "
+            f"closed the connection early, so retry later, or turn streaming off for this "
+            f"endpoint if it keeps happening"
+        )
+
+    if type(exc) is openai.APIError and stream_chunks is not None:
+        # The SDK raises the bare APIError for an error event inside a stream:
+        # the server failed part-way through the answer, as a 5xx would.
+        return TransientLLMError(
+            f"the response stream from {url} carried an error after {stream_chunks} chunks, "
+            f"on attempt {attempts}: {exc.message}; the server failed while answering, "
+            f"so retry later or lower the endpoint's concurrency"
         )
 
     if isinstance(exc, openai.APIConnectionError):

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 #: second or more, so this leaves room above aiohttp's default of 128 for
 #: many agents connecting at once.
 DEFAULT_BACKLOG = 512
+
+StreamEnd = Literal["done", "eof", "close"]
 
 
 @dataclass(frozen=True)
@@ -147,14 +149,30 @@ class ScriptedReply:
     raw_body: str | None = None
     #: Tool calls of the reply as ``(id, name, arguments JSON text)``; with
     #: any, the finish reason is ``tool_calls`` and an empty ``text`` is sent
-    #: as null content. Streamed replies do not carry them.
+    #: as null content. A streamed reply sends each call as deltas: the id
+    #: and name first, then the arguments in pieces.
     tool_calls: tuple[tuple[str, str, str], ...] = ()
+    #: A streamed reply sends only its first ``stream_chunks`` chunks; None sends all.
+    stream_chunks: int | None = None
+    #: How a streamed reply ends: ``"done"`` sends ``data: [DONE]``, ``"eof"``
+    #: ends the body without it, and ``"close"`` closes the connection with
+    #: the body unfinished, as a crashed server or proxy does.
+    stream_end: StreamEnd = "done"
+    #: Whether a streamed reply sends the usage chunk when the request asks
+    #: for it; False acts like servers that ignore ``stream_options``.
+    stream_usage: bool = True
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.delay_s) or self.delay_s < 0:
             raise ValueError(f"delay_s must be a finite number >= 0, got {self.delay_s}")
         if not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status code, got {self.status}")
+        if self.stream_chunks is not None and self.stream_chunks < 0:
+            raise ValueError(f"stream_chunks must be >= 0 or None, got {self.stream_chunks}")
+        if self.stream_end not in ("done", "eof", "close"):
+            raise ValueError(
+                f"stream_end must be 'done', 'eof' or 'close', got {self.stream_end!r}"
+            )
 
 
 ReplyLike = ScriptedReply | str
@@ -446,18 +464,33 @@ class ScriptedLLMServer:
             return {**common, "choices": [choice]}
 
         # The same sequence as OpenAI: the role with empty content first, the
-        # text, then an empty delta with the finish reason, and the usage last
-        # (with no choices) when the client requested it.
+        # text, the tool-call deltas, then an empty delta with the finish
+        # reason, and the usage last (with no choices) when the client
+        # requested it.
         events: list[dict[str, Any]] = [chunk({"role": "assistant", "content": ""}, None)]
         events.extend(chunk({"content": piece}, None) for piece in _split_for_stream(reply.text))
-        events.append(chunk({}, reply.finish_reason))
+        events.extend(chunk({"tool_calls": [delta]}, None) for delta in _tool_call_deltas(reply))
+        events.append(chunk({}, "tool_calls" if reply.tool_calls else reply.finish_reason))
         stream_options = request.body.get("stream_options")
-        if isinstance(stream_options, Mapping) and stream_options.get("include_usage") is True:
+        if (
+            reply.stream_usage
+            and isinstance(stream_options, Mapping)
+            and stream_options.get("include_usage") is True
+        ):
             events.append({**common, "choices": [], "usage": _usage_body(request, reply)})
+        if reply.stream_chunks is not None:
+            events = events[: reply.stream_chunks]
 
         for event in events:
             await response.write(f"data: {json.dumps(event)}\n\n".encode())
-        await response.write(b"data: [DONE]\n\n")
+        if reply.stream_end == "close":
+            # close() still sends what was written, then ends the connection
+            # without the chunked body's last chunk, so the client sees a cut body.
+            if http_request.transport is not None:
+                http_request.transport.close()
+            return response
+        if reply.stream_end == "done":
+            await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
@@ -495,6 +528,32 @@ def _message_body(reply: ScriptedReply) -> dict[str, Any]:
             for call_id, name, arguments in reply.tool_calls
         ],
     }
+
+
+def _tool_call_deltas(reply: ScriptedReply) -> list[dict[str, Any]]:
+    """Return OpenAI's tool-call deltas for the reply, the calls interleaved.
+
+    Every call's id and name come first, then the first half of each call's
+    arguments, then the second halves, so only the ``index`` tells a client
+    which call a piece belongs to.
+    """
+    heads: list[dict[str, Any]] = []
+    firsts: list[dict[str, Any]] = []
+    seconds: list[dict[str, Any]] = []
+    for index, (call_id, name, arguments) in enumerate(reply.tool_calls):
+        heads.append(
+            {
+                "index": index,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+        )
+        middle = len(arguments) // 2
+        for pieces, piece in ((firsts, arguments[:middle]), (seconds, arguments[middle:])):
+            if piece:
+                pieces.append({"index": index, "function": {"arguments": piece}})
+    return [*heads, *firsts, *seconds]
 
 
 def _usage_body(request: ScriptedRequest, reply: ScriptedReply) -> dict[str, int]:

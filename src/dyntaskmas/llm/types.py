@@ -66,7 +66,9 @@ class Completion:
     """One chat completion: the text and what it cost.
 
     ``latency_s`` covers the successful attempt only; ``attempts`` counts every
-    HTTP attempt made, retries included.
+    HTTP attempt made, retries included. ``time_to_first_token_s`` is measured
+    only on streamed calls, from the start of the successful attempt to the
+    first chunk with generated text or a tool call; it is None otherwise.
     """
 
     text: str
@@ -77,6 +79,7 @@ class Completion:
     attempts: int = 1
     #: Tool calls the model requested instead of, or besides, its text.
     tool_calls: tuple[ToolCall, ...] = ()
+    time_to_first_token_s: float | None = None
 
 
 class ChatModel(Protocol):

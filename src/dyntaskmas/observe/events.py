@@ -173,6 +173,8 @@ class MonitorSample(Event):
 
     Latencies are of successful calls, in seconds; None when none finished.
     ``ready_tasks`` counts ready tasks of every role that wait for an agent.
+    The time-to-first-token percentiles cover streamed calls only, so they
+    are None on an endpoint that does not stream.
     """
 
     endpoint: str
@@ -187,6 +189,8 @@ class MonitorSample(Event):
     rate_429: float
     error_rate: float
     ready_tasks: int
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
 
 
 @dataclass(frozen=True)
