@@ -168,12 +168,25 @@ class BackoffGate:
             if remaining > 0:
                 await self._clock.sleep(remaining)
                 continue
-            if not self._half_open:
-                return False
-            if not self._probe_out:
-                self._probe_out = True
-                return True
+            passed = self.try_pass()
+            if passed is not None:
+                return passed
             await self._wait_for_probe()
+
+    def try_pass(self) -> bool | None:
+        """Pass the gate without waiting: None when the caller must wait, else as :meth:`wait`.
+
+        For a caller that already holds a concurrency slot: it must give the
+        slot back before it waits, because the probe may be queued for it.
+        """
+        if self._open_at > self._clock.now():
+            return None
+        if not self._half_open:
+            return False
+        if not self._probe_out:
+            self._probe_out = True
+            return True
+        return None
 
     def settle_probe(self, *, throttled: bool) -> None:
         """Report the probe's outcome: a throttled probe keeps the gate half-open.
