@@ -62,8 +62,8 @@ def test_allocator_reaches_best_fixed_throughput() -> None:
         assert run.requests > 1000
 
 
-def test_allocator_keeps_its_limit_under_random_429s() -> None:
-    """The same server also answers 10 % of requests with 429 at random, whatever the load.
+def test_allocator_under_random_429s() -> None:
+    """The same server also rejects 10 % of requests with 429 at random, whatever the load.
 
     Halving the limit on each of them would hold the allocator near 1; it
     must stay within 15 % of the best fixed limit's throughput after 60 s.

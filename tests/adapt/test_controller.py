@@ -238,7 +238,7 @@ def even_loads(draw: st.DrawFn) -> LoadSample:
 
 
 @given(configs, states, observations, even_loads())
-def test_429s_as_frequent_at_lower_load_never_count_as_overload(
+def test_even_429s_never_overload(
     config: ControllerConfig, state: ControllerState, seen: Observation, load: LoadSample
 ) -> None:
     state = replace(state, limit=config.clamp(state.limit))
@@ -257,7 +257,7 @@ def test_429s_as_frequent_at_lower_load_never_count_as_overload(
 
 
 @given(configs, states, st.integers(20, 400), st.integers(3, 50))
-def test_429s_only_at_higher_load_count_as_overload(
+def test_429s_only_above_overload(
     config: ControllerConfig, state: ControllerState, below: int, limited: int
 ) -> None:
     """A server that refuses past its capacity: every 429 above, none below."""
@@ -273,9 +273,7 @@ def test_429s_only_at_higher_load_count_as_overload(
 
 
 @given(st.integers(10, 200), st.data())
-def test_majority_of_429s_counts_as_overload_whatever_the_load(
-    requests: int, data: st.DataObject
-) -> None:
+def test_majority_of_429s_overloads(requests: int, data: st.DataObject) -> None:
     limited = data.draw(st.integers(requests // 2 + 1, requests))
     seen = Observation(
         successes=requests - limited,
@@ -294,7 +292,7 @@ def test_majority_of_429s_counts_as_overload_whatever_the_load(
     st.integers(0, 300),
     st.integers(0, 300),
 )
-def test_load_tail_is_a_probability_that_falls_with_more_429s_above(
+def test_load_tail_falls_with_429s_above(
     below: int, limited_below: int, above: int, limited_above: int
 ) -> None:
     limited_below = min(limited_below, below)
@@ -311,12 +309,12 @@ def test_load_tail_is_a_probability_that_falls_with_more_429s_above(
         assert load_tail(more) <= tail + 1e-12
 
 
-def test_load_tail_matches_fisher_by_hand() -> None:
+def test_load_tail_matches_fisher() -> None:
     """2 of 4 attempts above refused, none of 4 below: C(4,2) / C(8,2) = 6 / 28."""
     assert load_tail(LoadSample(4, 0, 4, 2)) == pytest.approx(6 / 28)
 
 
-def test_random_429s_keep_the_limit_while_latency_holds() -> None:
+def test_random_429s_keep_growing() -> None:
     """A 429 in one request of ten, at every load: the limit still grows."""
     state = STEADY
     reasons = []

@@ -227,7 +227,7 @@ loads = st.lists(
 
 
 @given(loads, st.integers(1, 60))
-def test_split_by_load_counts_each_side(records: list[tuple[int, str]], at: int) -> None:
+def test_split_by_load_counts(records: list[tuple[int, str]], at: int) -> None:
     attempts = [attempt(0.0, 1.0, status, in_flight=load) for load, status in records]
 
     split = split_by_load(attempts, at)
@@ -240,7 +240,7 @@ def test_split_by_load_counts_each_side(records: list[tuple[int, str]], at: int)
 
 
 @given(loads)
-def test_peak_limited_in_flight_is_the_highest_load_of_a_429(
+def test_peak_limited_in_flight(
     records: list[tuple[int, str]],
 ) -> None:
     attempts = [attempt(0.0, 1.0, status, in_flight=load) for load, status in records]

@@ -120,7 +120,7 @@ async def test_cancelled_probe_hands_over() -> None:
     assert not flow.gate.half_open
 
 
-def test_probe_is_not_starved_by_callers_holding_slots() -> None:
+def test_probe_gets_slot_under_429s() -> None:
     """Frequent 429s while the limit is full: the probe still gets a slot, every call ends.
 
     A caller that takes a slot and then finds the gate closed must not keep

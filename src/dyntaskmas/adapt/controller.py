@@ -6,12 +6,12 @@ and ΔR comes from the interval's :class:`Observation`. Each call of
 
 1. **Overload.** A timeout, or a 429 that load explains: R ← max(min,
    ⌊R · backoff⌋), and the latency baseline is no longer trusted, because
-   it may have been measured on an overloaded server. 429s count as load
-   when they were more frequent among recent requests sent with at least
-   as many in flight as the interval's most loaded 429 than among those
-   sent with fewer (a :class:`LoadSample`, judged by Fisher's exact test,
-   one-sided, at level ``load_evidence``), or when they were more than
-   ``limited_tolerance`` of an interval of at least
+   it may have been measured on an overloaded server. The allocator splits
+   recent requests at the in-flight count of the interval's most loaded
+   429 (a :class:`LoadSample`). 429s count as load when they were more
+   frequent at or above that count than below it, by Fisher's exact test,
+   one-sided, at level ``load_evidence``. They also count as load when
+   they were more than ``limited_tolerance`` of an interval of at least
    ``limited_min_requests`` requests. Other 429s are sporadic, such as a
    provider's token quota or a flaky gateway: fewer requests in flight
    would have got them as well, so they do not lower R, and the rules
@@ -330,12 +330,12 @@ def _load_explains(config: ControllerConfig, seen: Observation) -> bool:
 
 
 def load_tail(load: LoadSample) -> float:
-    """Return the chance of at least ``limited_above`` 429s above, were load irrelevant.
+    """Return the p-value of Fisher's exact test, one-sided, for more 429s above than below.
 
-    Fisher's exact test, one-sided: of all the attempts, as many 429s as
-    seen fall at random among them; this is the chance that the attempts
-    above get ``limited_above`` or more. Neither side's share is taken as
-    known, so a few requests below without a 429 prove little.
+    If the 429s seen fell at random among all the attempts, this is the
+    chance that the attempts above would get ``limited_above`` or more.
+    Neither side's share is taken as known, so a few requests below
+    without a 429 prove little.
     """
     total = load.requests_below + load.requests_above
     limited = load.limited_below + load.limited_above

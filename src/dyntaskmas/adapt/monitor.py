@@ -77,8 +77,8 @@ class AttemptSummary:
     latency_per_token_p50_s: float | None
     completion_tokens: int
     peak_in_flight: int
-    #: The most requests in flight (each attempt's own count at its start)
-    #: under which a 429 was sent; 0 when none.
+    #: The maximum in-flight count (each attempt's own count at its start)
+    #: of an attempt that got a 429, or 0 when none did.
     peak_limited_in_flight: int = 0
     #: Time to first token of successful streamed attempts; None when none streamed.
     ttft_p50_s: float | None = None

@@ -174,10 +174,11 @@ class BackoffGate:
             await self._wait_for_probe()
 
     def try_pass(self) -> bool | None:
-        """Pass the gate without waiting: None when the caller must wait, else as :meth:`wait`.
+        """Pass the gate without waiting, or return None when the caller must wait.
 
-        For a caller that already holds a concurrency slot: it must give the
-        slot back before it waits, because the probe may be queued for it.
+        Otherwise it returns what :meth:`wait` would. A caller with a
+        concurrency slot uses it, because it must give the slot back before
+        it waits: the probe may be queued for that slot.
         """
         if self._open_at > self._clock.now():
             return None
