@@ -125,6 +125,13 @@ class BackoffGate:
     until the probe's attempt is settled with :meth:`settle_probe`. So
     callers throttled together never retry together: while the server keeps
     throttling, one request per pause reaches it instead of one per caller.
+
+    NOTE: every 429 costs its Retry-After plus one whole probe request of
+    idle endpoint, even a sporadic 429 that says nothing about the load.
+    With 10 % random 429s and Retry-After: 1 this caps a simulated server
+    that otherwise runs 26 tasks/s at about 4 (``dyntaskmas bench
+    adaptive``). Settling the probe at its first streamed token would
+    shorten the wait; no caller does that yet.
     """
 
     def __init__(self, clock: Clock | None = None) -> None:
