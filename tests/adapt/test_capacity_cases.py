@@ -62,6 +62,41 @@ def test_allocator_reaches_best_fixed_throughput() -> None:
         assert run.requests > 1000
 
 
+def test_allocator_under_random_429s() -> None:
+    """The same server also rejects 10 % of requests with 429 at random, whatever the load.
+
+    Halving the limit on each of them would hold the allocator near 1; it
+    must stay within 15 % of the best fixed limit's throughput after 60 s.
+    The backoff gate pauses every caller after each 429, so throughput
+    varies from minute to minute; the fixed limits are measured over the
+    same span, with the same agents and seed.
+    """
+    profile = CapacityProfile(rate_429=0.1)
+    best_fixed = max(
+        run_policy(
+            AdaptivePolicy(limit, adaptive=False),
+            agents=128,
+            duration_s=120.0,
+            warmup_s=60.0,
+            profile=profile,
+        ).throughput_tasks_per_s
+        for limit in (*FIXED_LIMITS, 24)
+    )
+
+    for start in (4, 100):
+        run = run_policy(
+            AdaptivePolicy(start, adaptive=True),
+            agents=128,
+            duration_s=120.0,
+            warmup_s=60.0,
+            profile=profile,
+        )
+
+        assert run.throughput_tasks_per_s >= 0.85 * best_fixed, (start, run, best_fixed)
+        assert min(point.limit for point in run.series[12:]) >= 8, (start, run.series)
+        assert 0.05 < run.rate_429 < 0.2
+
+
 def throttled_run(agents: int, tasks: int) -> tuple[CapacityServer, str, int]:
     """Run ``tasks`` tasks on ``agents`` agents against a server throttling from 0 s to 5 s."""
     profile = CapacityProfile(

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from dyntaskmas.adapt.controller import (
     ControllerConfig,
     ControllerState,
+    LoadSample,
     Observation,
     decide,
     initial_state,
+    load_tail,
 )
 from dyntaskmas.errors import ConfigError
 
@@ -197,6 +199,9 @@ def test_initial_state_clamps_limit() -> None:
         ({"growth": 1.0}, "growth"),
         ({"probe_intervals": 0}, "probe_intervals"),
         ({"baseline_drift": 1.0}, "baseline_drift"),
+        ({"load_evidence": 0.0}, "load_evidence"),
+        ({"limited_tolerance": 1.0}, "limited_tolerance"),
+        ({"limited_min_requests": 0}, "limited_min_requests"),
     ],
 )
 def test_invalid_config_rejected(options: dict[str, float], message: str) -> None:
@@ -217,3 +222,114 @@ def test_growth_slows_near_last_inflation() -> None:
     assert limits[:2] == [22, 23]  # far from 24: every other interval
     assert limits[2 : 2 + CONFIG.plateau_every - 1] == [23] * (CONFIG.plateau_every - 1)
     assert limits[-1] == 24
+
+
+# --- 429s that load does not explain ---------------------------------------------
+
+
+@st.composite
+def even_loads(draw: st.DrawFn) -> LoadSample:
+    """Samples whose 429 share above the split is no higher than below it."""
+    below = draw(st.integers(1, 400))
+    limited_below = draw(st.integers(0, below))
+    above = draw(st.integers(1, 400))
+    limited_above = draw(st.integers(0, (above * limited_below) // below))
+    return LoadSample(below, limited_below, above, limited_above)
+
+
+@given(configs, states, observations, even_loads())
+def test_even_429s_never_overload(
+    config: ControllerConfig, state: ControllerState, seen: Observation, load: LoadSample
+) -> None:
+    state = replace(state, limit=config.clamp(state.limit))
+    # A minority of the interval's requests, so the share rule does not apply.
+    sporadic = replace(
+        seen,
+        rate_limited=max(1, seen.rate_limited),
+        timeouts=0,
+        requests=seen.successes + 2 * max(1, seen.rate_limited) + config.limited_min_requests,
+        load=load,
+    )
+
+    decision = decide(config, state, sporadic)
+
+    assert decision.reason != "rate_limited"
+
+
+@given(configs, states, st.integers(20, 400), st.integers(3, 50))
+def test_429s_only_above_overload(
+    config: ControllerConfig, state: ControllerState, below: int, limited: int
+) -> None:
+    """A server that refuses past its capacity: every 429 above, none below."""
+    state = replace(state, limit=config.clamp(state.limit))
+    seen = Observation(
+        successes=below, latency_s=0.01, rate_limited=1, load=LoadSample(below, 0, limited, limited)
+    )
+
+    decision = decide(config, state, seen)
+
+    assert decision.reason == "rate_limited"
+    assert decision.limit <= state.limit
+
+
+@given(st.integers(10, 200), st.data())
+def test_majority_of_429s_overloads(requests: int, data: st.DataObject) -> None:
+    limited = data.draw(st.integers(requests // 2 + 1, requests))
+    seen = Observation(
+        successes=requests - limited,
+        latency_s=0.01,
+        rate_limited=limited,
+        requests=requests,
+        load=LoadSample(100, 50, 100, 50),
+    )
+
+    assert decide(CONFIG, STEADY, seen).reason == "rate_limited"
+
+
+@given(
+    st.integers(0, 300),
+    st.integers(0, 300),
+    st.integers(0, 300),
+    st.integers(0, 300),
+)
+def test_load_tail_falls_with_429s_above(
+    below: int, limited_below: int, above: int, limited_above: int
+) -> None:
+    limited_below = min(limited_below, below)
+    limited_above = min(limited_above, above)
+    sample = LoadSample(below, limited_below, above, limited_above)
+
+    tail = load_tail(sample)
+
+    assert 0.0 <= tail <= 1.0
+    if limited_above == 0:
+        assert tail == 1.0
+    if limited_above < above:
+        more = LoadSample(below, limited_below, above, limited_above + 1)
+        assert load_tail(more) <= tail + 1e-12
+
+
+def test_load_tail_matches_fisher() -> None:
+    """2 of 4 attempts above refused, none of 4 below: C(4,2) / C(8,2) = 6 / 28."""
+    assert load_tail(LoadSample(4, 0, 4, 2)) == pytest.approx(6 / 28)
+
+
+def test_random_429s_keep_growing() -> None:
+    """A 429 in one request of ten, at every load: the limit still grows."""
+    state = STEADY
+    reasons = []
+    for _ in range(10):
+        seen = Observation(
+            successes=18,
+            latency_s=0.01,
+            rate_limited=2,
+            requests=20,
+            load=LoadSample(200, 20, 100, 10),
+        )
+        decision = decide(CONFIG, state, seen)
+        state = decision.state
+        reasons.append(decision.reason)
+
+    assert "rate_limited" not in reasons
+    assert state.limit == STEADY.limit + 5
+    assert state.trusted

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dyntaskmas.adapt.monitor import Monitor, percentile, summarize_attempts
+from dyntaskmas.adapt.monitor import Monitor, percentile, split_by_load, summarize_attempts
 from dyntaskmas.clock import ManualClock
 from dyntaskmas.engine.agent_pool import AgentPool, build_agents
 from dyntaskmas.graph.task import TaskSpec
@@ -218,3 +218,48 @@ def test_role_queues_follow_events() -> None:
     bus.emit(TaskFailed("r", 5.0, "a", "boom", ("b",)))
     work = monitor.snapshot().role("work")
     assert (work.ready, work.running, work.tasks_failed) == (0, 0, 1)
+
+
+loads = st.lists(
+    st.tuples(st.integers(1, 50), st.sampled_from(["ok", "rate_limited", "timeout"])),
+    max_size=100,
+)
+
+
+@given(loads, st.integers(1, 60))
+def test_split_by_load_counts(records: list[tuple[int, str]], at: int) -> None:
+    attempts = [attempt(0.0, 1.0, status, in_flight=load) for load, status in records]
+
+    split = split_by_load(attempts, at)
+
+    above = [status for load, status in records if load >= at]
+    below = [status for load, status in records if load < at]
+    assert (split.requests_above, split.requests_below) == (len(above), len(below))
+    assert split.limited_above == above.count("rate_limited")
+    assert split.limited_below == below.count("rate_limited")
+
+
+@given(loads)
+def test_peak_limited_in_flight(
+    records: list[tuple[int, str]],
+) -> None:
+    attempts = [attempt(0.0, 1.0, status, in_flight=load) for load, status in records]
+
+    summary = summarize_attempts(attempts, 1.0)
+
+    limited = [load for load, status in records if status == "rate_limited"]
+    assert summary.peak_limited_in_flight == (max(limited) if limited else 0)
+
+
+def test_load_split_reads_only_the_window() -> None:
+    clock = ManualClock()
+    monitor = Monitor(clock, window_s=10.0)
+    monitor.record_attempt(attempt(0.0, 1.0, "rate_limited", in_flight=9))
+    clock.advance(40.0)
+    monitor.record_attempt(attempt(39.0, 40.0, "ok", in_flight=2))
+    monitor.record_attempt(attempt(39.5, 40.0, "rate_limited", in_flight=5))
+
+    split = monitor.load_split("e", 5, window_s=30.0)
+
+    assert (split.requests_below, split.limited_below) == (1, 0)
+    assert (split.requests_above, split.limited_above) == (1, 1)

@@ -56,10 +56,20 @@ def test_overhead_rows_per_size() -> None:
 def test_adaptive_rows_and_series() -> None:
     result = run_experiment("adaptive", data_dir=None, sizes=QUICK)
 
-    names = [row["policy"] for row in result.rows]
+    hidden = [row for row in result.rows if row["server"] == "hidden capacity"]
+    names = [row["policy"] for row in hidden]
     assert names == ["fixed 4", "fixed 32", "auto from 4"]
-    assert result.columns == ("policy", "throughput_tasks_per_s", "rate_429", "p95_latency_s")
-    rows = {row["policy"]: row for row in result.rows}
+    assert result.columns == (
+        "server",
+        "policy",
+        "throughput_tasks_per_s",
+        "rate_429",
+        "p95_latency_s",
+    )
+    random_rows = [row for row in result.rows if row["server"] != "hidden capacity"]
+    assert [row["policy"] for row in random_rows] == names
+    assert all(row["rate_429"] > 0.05 for row in random_rows)
+    rows = {row["policy"]: row for row in hidden}
     # Latency doubles past 24 in flight, so 32 in flight are slower than the allocator.
     assert rows["fixed 32"]["p95_latency_s"] > rows["auto from 4"]["p95_latency_s"]
     assert rows["auto from 4"]["throughput_tasks_per_s"] > rows["fixed 4"]["throughput_tasks_per_s"]

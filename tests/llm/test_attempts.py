@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from dyntaskmas.errors import (
 from dyntaskmas.llm.attempts import AttemptRecord, LocalFlow, RetryingChatModel, classify
 from dyntaskmas.llm.retry import RetryPolicy
 from dyntaskmas.llm.types import ChatMessage, Completion, Usage
+from dyntaskmas.sim.capacity import CapacityChatModel, CapacityProfile, CapacityServer
+from dyntaskmas.sim.virtual_time import EventLoopClock, run_virtual
 
 QUESTION = [ChatMessage("user", "2 + 2?")]
 FAST = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.01)
@@ -115,3 +118,38 @@ async def test_cancelled_probe_hands_over() -> None:
     completion = await asyncio.wait_for(second, timeout=5)
     assert completion.text == "4"
     assert not flow.gate.half_open
+
+
+def test_probe_gets_slot_under_429s() -> None:
+    """Frequent 429s while the limit is full: the probe still gets a slot, every call ends.
+
+    A caller that takes a slot and then finds the gate closed must not keep
+    the slot while it waits, or the probe may queue behind it for ever.
+    """
+    server = CapacityServer(
+        CapacityProfile(rate_429=0.3, random_retry_after_s=0.5), rng=random.Random(5)
+    )
+    done: list[int] = []
+
+    async def main() -> None:
+        clock = EventLoopClock()
+        flow = LocalFlow("flaky", concurrency=2, clock=clock)
+        model = RetryingChatModel(
+            CapacityChatModel(server, output_tokens=[50]),
+            flow,
+            policy=RetryPolicy(max_attempts=100, base_delay_s=0.1, max_delay_s=1.0),
+            rng=random.Random(6),
+        )
+
+        async def call(index: int) -> None:
+            await model.complete(QUESTION, max_tokens=50)
+            done.append(index)
+
+        async with asyncio.timeout(3600), asyncio.TaskGroup() as group:
+            for index in range(12):
+                group.create_task(call(index))
+
+    run_virtual(main())
+
+    assert sorted(done) == list(range(12))
+    assert any(arrival.rejected for arrival in server.arrivals)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 
 import pytest
 
@@ -36,6 +38,34 @@ def test_throttle_window_rejects_everything_inside() -> None:
     assert profile.admit(0, 6.0) == 1.0
 
 
+def test_random_429s_whatever_the_load() -> None:
+    profile = CapacityProfile(rate_429=0.1, random_retry_after_s=0.5)
+
+    drawn = profile.admit(0, 0.0, draw=0.05)
+    assert isinstance(drawn, Rejection) and drawn.retry_after_s == 0.5
+    assert profile.admit(0, 0.0, draw=0.1) == 1.0
+    assert profile.admit(30, 0.0, draw=0.5) == 2.0
+
+
+def test_server_draws_random_429s_from_its_seed() -> None:
+    def rejected(seed: int) -> list[bool]:
+        server = CapacityServer(
+            CapacityProfile(rate_429=0.2, decode_s_per_token=0.0), rng=random.Random(seed)
+        )
+
+        async def main() -> None:
+            for _ in range(200):
+                with contextlib.suppress(TransientLLMError):
+                    await server.generate(0, 10)
+
+        run_virtual(main())
+        return [arrival.rejected for arrival in server.arrivals]
+
+    first = rejected(1)
+    assert first == rejected(1)
+    assert 20 <= sum(first) <= 60
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -43,6 +73,8 @@ def test_throttle_window_rejects_everything_inside() -> None:
         ({"inflate_above": 10, "reject_above": 5}, "reject_above"),
         ({"inflation": 0.5}, "inflation"),
         ({"retry_after_s": -1.0}, "retry_after_s"),
+        ({"rate_429": 1.0}, "rate_429"),
+        ({"random_retry_after_s": -1.0}, "random_retry_after_s"),
     ],
 )
 def test_invalid_profile_rejected(options: dict[str, float], message: str) -> None:

@@ -42,6 +42,7 @@ from dyntaskmas.adapt.controller import (
     ControllerConfig,
     ControllerState,
     Decision,
+    LoadSample,
     Observation,
     decide,
     initial_state,
@@ -72,6 +73,10 @@ logger = logging.getLogger(__name__)
 #: One second: long enough for several calls of a few hundred tokens to
 #: finish on a GPU server, short enough to react to 429s within a second or two.
 DEFAULT_INTERVAL_S = 1.0
+#: How far back attempts count when 429s are compared by load: long enough
+#: to span many bursts of a backoff gate that pauses after each 429, short
+#: enough to follow a server whose capacity changes.
+LOAD_WINDOW_S = 30.0
 
 
 @dataclass
@@ -218,12 +223,30 @@ class Allocator:
             summary = self.monitor.attempt_summary(
                 item.flow.name, window_s=now - probe_started, started_after=probe_started
             )
+        # Were the 429s at loads higher than the recent rest? The 429s of
+        # this interval, against the recent attempts at lower loads.
+        split = None
+        if summary.rate_limited:
+            split = self.monitor.load_split(
+                item.flow.name, summary.peak_limited_in_flight, window_s=LOAD_WINDOW_S
+            )
         seen = Observation(
             successes=summary.successes,
             latency_s=summary.latency_per_token_p50_s,
             rate_limited=summary.rate_limited,
             timeouts=summary.timeouts,
             binding=binding,
+            requests=summary.requests,
+            load=None
+            if split is None
+            else (
+                LoadSample(
+                    split.requests_below,
+                    split.limited_below,
+                    split.requests_above,
+                    split.limited_above,
+                )
+            ),
         )
         return decide(item.config, item.state, seen), seen
 

@@ -4,9 +4,19 @@ R(t+1) = R(t) + ΔR(t), where R is the endpoint's limit of requests in flight
 and ΔR comes from the interval's :class:`Observation`. Each call of
 :func:`decide` applies the first rule that matches:
 
-1. **Overload.** A 429 or a timeout: R ← max(min, ⌊R · backoff⌋), and the
-   latency baseline is no longer trusted, because it may have been measured
-   on an overloaded server.
+1. **Overload.** A timeout, or a 429 that load explains: R ← max(min,
+   ⌊R · backoff⌋), and the latency baseline is no longer trusted, because
+   it may have been measured on an overloaded server. The allocator splits
+   recent requests at the in-flight count of the interval's most loaded
+   429 (a :class:`LoadSample`). 429s count as load when they were more
+   frequent at or above that count than below it, by Fisher's exact test,
+   one-sided, at level ``load_evidence``. They also count as load when
+   they were more than ``limited_tolerance`` of an interval of at least
+   ``limited_min_requests`` requests. Other 429s are sporadic, such as a
+   provider's token quota or a flaky gateway: fewer requests in flight
+   would have got them as well, so they do not lower R, and the rules
+   below apply. The backoff gate still pauses every caller for their
+   Retry-After.
 2. **Probe.** The controller lowers R to ⌈R · probe_factor⌉ for
    ``probe_intervals`` intervals and reads the latency of requests sent
    under the lower limit. If it is below baseline / tolerance, the old
@@ -68,6 +78,13 @@ class ControllerConfig:
     tolerance: float = 1.5
     #: Factor on the limit after a 429 or a timeout.
     backoff: float = 0.5
+    #: A share of 429s above this counts as overload whatever the load...
+    limited_tolerance: float = 0.5
+    #: ...in an interval of at least this many requests.
+    limited_min_requests: int = 10
+    #: 429s count as load when, were they as frequent at lower loads, as
+    #: many at the interval's load would have had less than this chance.
+    load_evidence: float = 0.001
     #: Factor on the limit after latency inflation.
     latency_backoff: float = 0.95
     #: Factor on the limit per interval in slow start.
@@ -115,16 +132,36 @@ class ControllerConfig:
             "probe_intervals": self.probe_intervals,
             "probe_every": self.probe_every,
             "min_samples": self.min_samples,
+            "limited_min_requests": self.limited_min_requests,
         }
         for name, count in counts.items():
             if count < 1:
                 raise ConfigError(f"{name} must be >= 1, got {count}")
+        if not 0 < self.load_evidence < 1:
+            raise ConfigError(f"load_evidence must be between 0 and 1, got {self.load_evidence}")
+        if not 0 <= self.limited_tolerance < 1:
+            raise ConfigError(f"limited_tolerance must be in [0, 1), got {self.limited_tolerance}")
         if not 0 <= self.baseline_drift < 1:
             raise ConfigError(f"baseline_drift must be in [0, 1), got {self.baseline_drift}")
 
     def clamp(self, limit: int) -> int:
         """Return ``limit`` within [min_limit, max_limit]."""
         return max(self.min_limit, min(self.max_limit, limit))
+
+
+@dataclass(frozen=True)
+class LoadSample:
+    """Recent attempts split at the most requests in flight under which an interval's 429 was sent.
+
+    ``*_above`` counts attempts sent with at least that many in flight,
+    ``*_below`` those sent with fewer. A server that refuses load gives
+    429s above and none below; one that refuses at random, alike on both.
+    """
+
+    requests_below: int
+    limited_below: int
+    requests_above: int
+    limited_above: int
 
 
 @dataclass(frozen=True)
@@ -137,6 +174,10 @@ class Observation:
     passes seconds per completion token. ``binding`` tells
     whether the limit held work back: requests in flight reached it, or
     callers or ready tasks waited.
+
+    ``requests`` counts every attempt; a smaller value is read as
+    successes + rate_limited + timeouts. ``load`` compares 429s by load
+    when the interval had any; None means every 429 counts as overload.
     """
 
     successes: int
@@ -144,6 +185,8 @@ class Observation:
     rate_limited: int = 0
     timeouts: int = 0
     binding: bool = True
+    requests: int = 0
+    load: LoadSample | None = None
 
 
 @dataclass(frozen=True)
@@ -189,9 +232,10 @@ def decide(config: ControllerConfig, state: ControllerState, seen: Observation) 
     state = replace(state, since_probe=state.since_probe + 1)
 
     # 1. Overload: multiplicative decrease, and distrust the baseline.
-    if seen.rate_limited or seen.timeouts:
+    overloaded = seen.rate_limited > 0 and _load_explains(config, seen)
+    if overloaded or seen.timeouts:
         lowered = config.clamp(math.floor(limit * config.backoff))
-        reason: DecisionReason = "rate_limited" if seen.rate_limited else "timeout"
+        reason: DecisionReason = "rate_limited" if overloaded else "timeout"
         return Decision(
             replace(
                 state,
@@ -266,6 +310,50 @@ def decide(config: ControllerConfig, state: ControllerState, seen: Observation) 
         grown = config.clamp(limit + config.step)
         return Decision(replace(state, limit=grown, slow_start=False, since_increase=0), "grow")
     return Decision(replace(state, slow_start=False, since_increase=since_increase), "hold")
+
+
+def _load_explains(config: ControllerConfig, seen: Observation) -> bool:
+    """Tell whether the interval's 429s are better explained by load than by chance.
+
+    429s that come as often at lower loads would come at a lower limit too;
+    lowering the limit would only cost throughput. Unless 429s are so many
+    that the server is refusing most of the work.
+    """
+    load = seen.load
+    if load is None:
+        return True
+    requests = max(seen.requests, seen.successes + seen.rate_limited + seen.timeouts)
+    many = seen.rate_limited > config.limited_tolerance * requests
+    if many and requests >= config.limited_min_requests:
+        return True
+    return load_tail(load) < config.load_evidence
+
+
+def load_tail(load: LoadSample) -> float:
+    """Return the p-value of Fisher's exact test, one-sided, for more 429s above than below.
+
+    If the 429s seen fell at random among all the attempts, this is the
+    chance that the attempts above would get ``limited_above`` or more.
+    Neither side's share is taken as known, so a few requests below
+    without a 429 prove little.
+    """
+    total = load.requests_below + load.requests_above
+    limited = load.limited_below + load.limited_above
+    drawn = load.requests_above
+    if load.limited_above <= 0:
+        return 1.0
+    denominator = _log_comb(total, drawn)
+    tail = 0.0
+    for k in range(load.limited_above, min(limited, drawn) + 1):
+        log_term = _log_comb(limited, k) + _log_comb(total - limited, drawn - k) - denominator
+        tail += math.exp(log_term)
+    return min(1.0, tail)
+
+
+def _log_comb(n: int, k: int) -> float:
+    if k < 0 or k > n:
+        return -math.inf
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
 def _end_probe(

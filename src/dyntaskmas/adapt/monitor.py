@@ -77,6 +77,9 @@ class AttemptSummary:
     latency_per_token_p50_s: float | None
     completion_tokens: int
     peak_in_flight: int
+    #: The maximum in-flight count (each attempt's own count at its start)
+    #: of an attempt that got a 429, or 0 when none did.
+    peak_limited_in_flight: int = 0
     #: Time to first token of successful streamed attempts; None when none streamed.
     ttft_p50_s: float | None = None
     ttft_p95_s: float | None = None
@@ -112,6 +115,7 @@ def summarize_attempts(records: Iterable[AttemptRecord], window_s: float) -> Att
     per_token: list[float] = []
     first_token: list[float] = []
     requests = successes = rate_limited = timeouts = tokens = peak = 0
+    peak_limited = 0
     for record in records:
         requests += 1
         peak = max(peak, record.in_flight)
@@ -124,6 +128,7 @@ def summarize_attempts(records: Iterable[AttemptRecord], window_s: float) -> Att
             tokens += record.completion_tokens
         elif record.status == "rate_limited":
             rate_limited += 1
+            peak_limited = max(peak_limited, record.in_flight)
         elif record.status == "timeout":
             timeouts += 1
     return AttemptSummary(
@@ -138,9 +143,36 @@ def summarize_attempts(records: Iterable[AttemptRecord], window_s: float) -> Att
         latency_per_token_p50_s=percentile(per_token, 50),
         completion_tokens=tokens,
         peak_in_flight=peak,
+        peak_limited_in_flight=peak_limited,
         ttft_p50_s=percentile(first_token, 50),
         ttft_p95_s=percentile(first_token, 95),
     )
+
+
+@dataclass(frozen=True)
+class LoadSplit:
+    """Attempts and 429s sent with fewer than ``in_flight`` requests in flight, and with more.
+
+    Each attempt counts by its own in-flight count at its start, itself
+    included; ``in_flight`` itself counts as above.
+    """
+
+    in_flight: int
+    requests_below: int
+    limited_below: int
+    requests_above: int
+    limited_above: int
+
+
+def split_by_load(records: Iterable[AttemptRecord], in_flight: int) -> LoadSplit:
+    """Count the attempts and 429s of ``records`` below and from ``in_flight`` in flight."""
+    counts = [0, 0, 0, 0]
+    for record in records:
+        side = 2 if record.in_flight >= in_flight else 0
+        counts[side] += 1
+        if record.status == "rate_limited":
+            counts[side + 1] += 1
+    return LoadSplit(in_flight, *counts)
 
 
 @dataclass(frozen=True)
@@ -308,6 +340,13 @@ class Monitor:
             if r.finished_at >= cutoff and (started_after is None or r.started_at > started_after)
         )
         return summarize_attempts(chosen, span)
+
+    def load_split(self, endpoint: str, in_flight: int, *, window_s: float) -> LoadSplit:
+        """Split the attempts to ``endpoint`` of the last ``window_s`` at ``in_flight``."""
+        cutoff = self.clock.now() - min(window_s, self.retention_s)
+        records = self._attempts.get(endpoint, deque())
+        self._prune(records, lambda r: r.finished_at)
+        return split_by_load((r for r in records if r.finished_at >= cutoff), in_flight)
 
     def snapshot(self) -> MonitorSnapshot:
         """Return M(t) now, over the monitor's window."""

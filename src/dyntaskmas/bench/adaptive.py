@@ -92,7 +92,7 @@ def run_policy(
     async def main() -> None:
         clock = EventLoopClock()
         rng = random.Random(seed)
-        server = CapacityServer(profile)
+        server = CapacityServer(profile, rng=random.Random(seed + 2))
         flow = LocalFlow(ENDPOINT, concurrency=policy.limit, clock=clock)
         flow.attempt_listeners.append(attempts.append)
         # Output lengths of 60 to 140 tokens: base latencies of about 0.6 to 1.3 s.

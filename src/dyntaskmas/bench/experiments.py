@@ -11,7 +11,8 @@
 ``theta``      context tokens, deliveries, coordination time and task
                success for each relevance threshold θ
 ``adaptive``   throughput, 429 rate and p95 latency of fixed concurrency
-               limits against the allocator on the hidden-capacity server
+               limits against the allocator on the hidden-capacity server,
+               also with load-independent 429s
 ``context``    the context manager's commits and θ decisions per second
                with 16 to 256 concurrent agents, in memory and on Redis;
                not part of ``all`` (see :data:`STANDALONE_EXPERIMENTS`)
@@ -25,6 +26,7 @@ runs are repeated and reported as medians.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ from dyntaskmas.bench.workloads import (
     travel_batch,
     travel_request,
 )
+from dyntaskmas.sim.capacity import CapacityProfile
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +112,9 @@ class Sizes:
     adaptive_agents: int = 128
     adaptive_duration_s: float = 180.0
     adaptive_warmup_s: float = 60.0
+    #: Share of requests that get a 429 whatever the load in the second
+    #: scenario of ``adaptive``; 0 leaves that scenario out.
+    adaptive_random_429: float = 0.1
 
 
 FULL = Sizes()
@@ -476,27 +482,39 @@ def theta(sizes: Sizes = FULL) -> ExperimentResult:
 
 
 def adaptive(sizes: Sizes = FULL) -> ExperimentResult:
-    """Run each fixed limit and the allocator from each start on the hidden-capacity server."""
+    """Run each fixed limit and the allocator from each start on the hidden-capacity server.
+
+    Then again with load-independent 429s added, when ``adaptive_random_429``
+    is above 0. The series, for the plot, cover the first scenario only.
+    """
     policies = [AdaptivePolicy(limit, adaptive=False) for limit in sizes.adaptive_limits]
     policies += [AdaptivePolicy(limit, adaptive=True) for limit in sizes.adaptive_starts]
+    scenarios: list[tuple[str, CapacityProfile | None]] = [("hidden capacity", None)]
+    if sizes.adaptive_random_429 > 0:
+        random_name = f"+ {sizes.adaptive_random_429:.0%} random 429s"
+        scenarios.append((random_name, CapacityProfile(rate_429=sizes.adaptive_random_429)))
     rows: list[dict[str, Any]] = []
     series: list[dict[str, Any]] = []
-    for policy in policies:
+    for (server, profile), policy in itertools.product(scenarios, policies):
         run = run_policy(
             policy,
             agents=sizes.adaptive_agents,
             duration_s=sizes.adaptive_duration_s,
             warmup_s=sizes.adaptive_warmup_s,
+            profile=profile,
             seed=sizes.seed,
         )
         rows.append(
             {
+                "server": server,
                 "policy": policy.name,
                 "throughput_tasks_per_s": round(run.throughput_tasks_per_s, 3),
                 "rate_429": round(run.rate_429, 4),
                 "p95_latency_s": round(run.p95_latency_s, 3),
             }
         )
+        if profile is not None:
+            continue
         series.extend(
             {
                 "policy": policy.name,
@@ -507,20 +525,26 @@ def adaptive(sizes: Sizes = FULL) -> ExperimentResult:
             }
             for point in run.series
         )
+    notes = [
+        f"Measured over simulated seconds {sizes.adaptive_warmup_s:g} to "
+        f"{sizes.adaptive_duration_s:g} of each run. Each request takes 0.0005 s per prompt "
+        "token plus 0.009 s per output token (60 to 140), twice that when it arrives with "
+        "more than 24 in flight, and gets a 429 with Retry-After: 1 when more than 40 "
+        "would be in flight. rate_429: share of attempts that got a 429. "
+        "p95_latency_s: of successful attempts.",
+    ]
+    if sizes.adaptive_random_429 > 0:
+        notes.append(
+            f"random 429s: the same server also answers {sizes.adaptive_random_429:.0%} of "
+            "the other requests, drawn at random, with a 429 and Retry-After: 1."
+        )
     return ExperimentResult(
         name="adaptive",
         title=f"Fixed limits against the allocator, {sizes.adaptive_agents} agents, "
         "hidden-capacity server",
-        columns=("policy", "throughput_tasks_per_s", "rate_429", "p95_latency_s"),
+        columns=("server", "policy", "throughput_tasks_per_s", "rate_429", "p95_latency_s"),
         rows=tuple(rows),
-        notes=(
-            f"Measured over simulated seconds {sizes.adaptive_warmup_s:g} to "
-            f"{sizes.adaptive_duration_s:g} of each run. Each request takes 0.0005 s per prompt "
-            "token plus 0.009 s per output token (60 to 140), twice that when it arrives with "
-            "more than 24 in flight, and gets a 429 with Retry-After: 1 when more than 40 "
-            "would be in flight. rate_429: share of attempts that got a 429. "
-            "p95_latency_s: of successful attempts.",
-        ),
+        notes=tuple(notes),
         series=tuple(series),
     )
 

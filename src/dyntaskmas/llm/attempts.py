@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -130,15 +131,13 @@ async def call_with_retries(
     while True:
         attempts += 1
 
-        # Wait for the gate before queueing for a slot, and again once a
-        # slot is held, because another caller may have closed the gate
+        # Wait for the gate before queueing for a slot, and check it again
+        # once a slot is held, because another caller may have closed it
         # while this one was queued.
-        probe = await flow.gate.wait()
+        probe = False
         settled = False
         try:
-            async with flow.limiter.acquire():
-                if not probe:
-                    probe = await flow.gate.wait()
+            async with _admitted(flow) as probe:
                 in_flight = flow.limiter.in_flight
                 started = flow.clock.now()
                 try:
@@ -233,6 +232,32 @@ class RetryingChatModel:
             )
 
         return await call_with_retries(self.flow, attempt, policy=self.policy, rng=self._rng)
+
+
+@asynccontextmanager
+async def _admitted(flow: FlowControl) -> AsyncIterator[bool]:
+    """Hold a slot of ``flow``'s limit with its gate passed; yield whether this is the probe.
+
+    A caller that gets a slot and then finds the gate closed gives the slot
+    back before it waits again. Waiting with the slot held could deadlock:
+    the probe that would reopen the gate may be queued for that very slot.
+    A probe given up before the block starts is settled as throttled, so
+    the next caller probes.
+    """
+    while True:
+        probe = await flow.gate.wait()
+        admitted = False
+        try:
+            async with flow.limiter.acquire():
+                passed = True if probe else flow.gate.try_pass()
+                if passed is not None:
+                    admitted = True
+                    yield passed
+                    return
+        except BaseException:
+            if probe and not admitted:
+                flow.gate.settle_probe(throttled=True)
+            raise
 
 
 def _record(

@@ -10,7 +10,11 @@ module models a server that hides it:
 - a request that would make more than ``reject_above`` in flight is
   answered at once with 429 and ``Retry-After: retry_after_s``;
 - during a :class:`ThrottleWindow` every request is answered with 429 and
-  the window's Retry-After, whatever the load.
+  the window's Retry-After, whatever the load;
+- with ``rate_429`` above 0, that share of the other requests, drawn at
+  random whatever the load, is answered at once with 429 and
+  ``Retry-After: random_retry_after_s``, as a provider's token quota or a
+  flaky gateway does.
 
 With the defaults (24, 2.0, 40) the throughput at ``n`` requests in flight
 is ``n / base`` up to 24 and ``n / (2 * base)`` from 25 to 40, so the best
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +83,13 @@ class CapacityProfile:
     prefill_s_per_token: float = 0.0005
     decode_s_per_token: float = 0.009
     throttle: ThrottleWindow | None = None
+    #: Share of requests answered with 429 whatever the load.
+    rate_429: float = 0.0
+    random_retry_after_s: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.rate_429) and 0 <= self.rate_429 < 1):
+            raise ConfigError(f"rate_429 must be in [0, 1), got {self.rate_429}")
         if self.inflate_above < 1:
             raise ConfigError(f"inflate_above must be >= 1 request, got {self.inflate_above}")
         if self.reject_above < self.inflate_above:
@@ -89,21 +99,30 @@ class CapacityProfile:
             )
         if not (math.isfinite(self.inflation) and self.inflation >= 1):
             raise ConfigError(f"inflation must be a finite factor >= 1, got {self.inflation}")
-        for name in ("retry_after_s", "prefill_s_per_token", "decode_s_per_token"):
+        for name in (
+            "retry_after_s",
+            "random_retry_after_s",
+            "prefill_s_per_token",
+            "decode_s_per_token",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
 
-    def admit(self, in_flight: int, elapsed_s: float) -> Rejection | float:
+    def admit(self, in_flight: int, elapsed_s: float, draw: float = 1.0) -> Rejection | float:
         """Decide a request that arrives with ``in_flight`` others running.
 
-        Returns the factor on its base latency, or the :class:`Rejection`.
+        ``draw`` is a number in [0, 1) drawn at random for this request; one
+        below ``rate_429`` gets a 429 whatever the load. Returns the factor
+        on its base latency, or the :class:`Rejection`.
         """
         if self.throttle is not None and self.throttle.covers(elapsed_s):
             return Rejection(self.throttle.retry_after_s, "throttle window")
         load = in_flight + 1
         if load > self.reject_above:
             return Rejection(self.retry_after_s, f"more than {self.reject_above} in flight")
+        if draw < self.rate_429:
+            return Rejection(self.random_retry_after_s, "random 429")
         return self.inflation if load > self.inflate_above else 1.0
 
     def base_latency_s(self, prompt_tokens: int, output_tokens: int) -> float:
@@ -127,8 +146,12 @@ class CapacityServer:
     request, so a test can count what reached the server in any span.
     """
 
-    def __init__(self, profile: CapacityProfile | None = None) -> None:
+    def __init__(
+        self, profile: CapacityProfile | None = None, *, rng: random.Random | None = None
+    ) -> None:
         self.profile = profile if profile is not None else CapacityProfile()
+        # Seeded, so the random 429s of a run replay.
+        self._rng = rng if rng is not None else random.Random(0)
         self.in_flight = 0
         self.arrivals: list[ArrivalRecord] = []
         self._origin: float | None = None
@@ -143,7 +166,8 @@ class CapacityServer:
     async def generate(self, prompt_tokens: int, output_tokens: int) -> float:
         """Serve one request and return its latency; raise a 429 error if rejected."""
         elapsed = self.elapsed_s()
-        decision = self.profile.admit(self.in_flight, elapsed)
+        draw = self._rng.random() if self.profile.rate_429 > 0 else 1.0
+        decision = self.profile.admit(self.in_flight, elapsed, draw)
         self.arrivals.append(
             ArrivalRecord(elapsed, self.in_flight, isinstance(decision, Rejection))
         )
