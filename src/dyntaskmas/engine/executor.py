@@ -881,7 +881,11 @@ class Engine:
 
     def _merge_tiny_tasks(self, run: _Run, applied: GraphDelta, *, now: float) -> None:
         """Merge tiny sibling tasks that a decomposition just added."""
-        merge = self.changes.merge(run.graph, applied, overhead_s=run.overhead.overhead_s)
+        # The agent that ran the plan is already released, so it counts as idle.
+        idle = max(1, sum(1 for agent in self.pool.agents if agent.idle))
+        merge = self.changes.merge(
+            run.graph, applied, overhead_s=run.overhead.overhead_s, idle_agents=idle
+        )
         if not merge.empty:
             run.notes.append(
                 f"optimiser merged {len(merge.cancel)} tiny tasks into {len(merge.add)}: "
