@@ -48,9 +48,11 @@ class PlanServer:
         return ScriptedReply(text="1, 2 and 3")
 
 
-def engine(model: OpenAIChatModel, agents: int, optimiser: OptimiserConfig) -> Engine:
+def engine(
+    model: OpenAIChatModel, agents: int, optimiser: OptimiserConfig, max_tasks: int | None = None
+) -> Engine:
     pool = AgentPool(build_agents(agents, [*ROLES, PLANNER_ROLE], {"scripted": model}))
-    config = EngineConfig(roles=ROLES, optimiser=optimiser)
+    config = EngineConfig(roles=ROLES, optimiser=optimiser, max_tasks=max_tasks)
     return Engine(pool, planner=Planner(model, roles=ROLES), config=config)
 
 
@@ -82,6 +84,19 @@ async def test_tiny_siblings_stay_apart_with_an_agent_each() -> None:
     assert result.status == "succeeded"
     assert len(logic.work) == 3
     assert not any("merged" in note for note in result.notes)
+    assert len(server.calls) == 5
+
+
+async def test_merge_that_would_pass_the_task_limit_is_skipped() -> None:
+    """The plan, the answer and three subtasks fill a limit of 5; a merged task would be 6."""
+    logic = PlanServer(TINY)
+    async with scripted_model(logic) as (server, model):
+        optimiser = OptimiserConfig(task_overhead_s=5.0)
+        result = await engine(model, 1, optimiser, max_tasks=5).run(REQUEST)
+
+    assert result.status == "succeeded"
+    assert len(result.tasks) == 5
+    assert len(logic.work) == 3
     assert len(server.calls) == 5
 
 

@@ -886,6 +886,13 @@ class Engine:
         merge = self.changes.merge(
             run.graph, applied, overhead_s=run.overhead.overhead_s, idle_agents=idle
         )
+        # The cancelled originals stay in the graph, so a merge adds tasks,
+        # and it must fit the run's task limit as a plan must.
+        limit = self.config.max_tasks
+        if not merge.empty and limit is not None:
+            if run.tasks_promised + len(merge.add) > limit:
+                return
+            run.tasks_promised += len(merge.add)
         if not merge.empty:
             run.notes.append(
                 f"optimiser merged {len(merge.cancel)} tiny tasks into {len(merge.add)}: "
