@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from dyntaskmas.bench.experiments import QUICK, run_experiment
 from dyntaskmas.bench.granularity import planned_workloads, run_planned
+from dyntaskmas.bench.plots import plot_result
 
 
 def test_optimiser_rows_cover_workloads_and_policies() -> None:
@@ -61,3 +66,13 @@ def test_runs_are_repeatable() -> None:
     second = run_planned(tiny, agents=8, optimise=True)
 
     assert first == second
+
+
+def test_optimiser_plot_writes_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    result = run_experiment("optimiser", data_dir=None, sizes=QUICK)
+    path = tmp_path / "optimiser.png"
+
+    plot_result(result, path)
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
