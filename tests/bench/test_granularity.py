@@ -37,7 +37,7 @@ def test_optimiser_is_never_slower_than_off() -> None:
             assert makespan <= makespans[(workload, agents, "off")], (workload, agents)
 
 
-def test_merging_tiny_siblings_shortens_the_run_on_two_agents() -> None:
+def test_tiny_merges_shorten_two_agent_run() -> None:
     tiny = next(w for w in planned_workloads() if w.name == "tiny_siblings")
 
     off = run_planned(tiny, agents=2, optimise=False)
@@ -49,7 +49,7 @@ def test_merging_tiny_siblings_shortens_the_run_on_two_agents() -> None:
     assert off.llm_calls == 14  # the plan, 12 subtasks and the answer
 
 
-def test_nested_plans_run_whole_when_no_agent_could_share_them() -> None:
+def test_nested_plans_skipped_on_two_agents() -> None:
     nested = next(w for w in planned_workloads() if w.name == "nested")
 
     off = run_planned(nested, agents=2, optimise=False)

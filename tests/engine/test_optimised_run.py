@@ -87,8 +87,8 @@ async def test_tiny_siblings_stay_apart_with_an_agent_each() -> None:
     assert len(server.calls) == 5
 
 
-async def test_merge_that_would_pass_the_task_limit_is_skipped() -> None:
-    """The plan, the answer and three subtasks fill a limit of 5; a merged task would be 6."""
+async def test_merge_past_task_limit_is_skipped() -> None:
+    """The plan, the answer and three subtasks fill a limit of 5, so a merged sixth does not fit."""
     logic = PlanServer(TINY)
     async with scripted_model(logic) as (server, model):
         optimiser = OptimiserConfig(task_overhead_s=5.0)

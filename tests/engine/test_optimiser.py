@@ -253,7 +253,7 @@ def test_tiny_siblings_merge_and_large_ones_stay() -> None:
     assert graph.task("tiny1").state == "cancelled"
 
 
-def test_tiny_siblings_merge_into_one_task_per_idle_agent() -> None:
+def test_merges_match_idle_agents() -> None:
     """Four tiny siblings of root on two idle agents become two tasks of two.
 
     root --> t1, t2, t3, t4 --> end

@@ -8,8 +8,8 @@ and every run is repeatable:
 
 - a plan call gets the workload's plan for the task being planned, cut to
   as many subtasks as the schema allows (the optimiser can lower that);
-- a work call answers with as many tokens as its description is worth;
-  a merged task, whose description lists several, answers with their sum;
+- a work call returns as many tokens as its description is worth, and a
+  merged task, whose description lists several parts, returns their sum;
 - every call first waits ``call_overhead_s``, a fixed latency per call
   such as a remote API's network time and queueing, which is what makes
   tiny tasks expensive.
@@ -81,8 +81,8 @@ class PlannedWorkload:
         sizes = {p.description: _total_tokens(p) for p in _all_parts(self.parts)}
         if description in sizes:
             return sizes[description]
-        # A merged task, or a part of a shortened plan, lists several parts;
-        # the request itself (a plan that was skipped) is worth all of them.
+        # A merged task or a subtask of a shortened plan lists several parts.
+        # The request itself, run whole when its plan failed, is worth all parts.
         listed = [size for text, size in sizes.items() if text in description]
         if listed:
             return sum(listed)
@@ -91,7 +91,7 @@ class PlannedWorkload:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """What one planned run measured; times are virtual seconds."""
+    """The measurements of one planned run, with times in virtual seconds."""
 
     workload: str
     agents: int
