@@ -278,6 +278,37 @@ def test_merges_match_idle_agents() -> None:
     assert merge_tiny_siblings(graph, overhead_s=0.5, max_merge=4, agents=4, tiny_ratio=4.0).empty
 
 
+def test_neighbouring_groups_merge_only_once() -> None:
+    """Both pairs are tiny siblings, but b1 and b2 depend on a1 and a2; only the a pair merges.
+
+    root --> a1, a2 --> b1, b2 --> end
+    """
+    graph = TaskGraph()
+    graph.apply(
+        GraphDelta(
+            add=(
+                TaskSpec(id="root", description="Root"),
+                *(
+                    TaskSpec(id=a, description=f"Do {a}", depends_on=("root",), parent="p")
+                    for a in ("a1", "a2")
+                ),
+                *(
+                    TaskSpec(id=b, description=f"Do {b}", depends_on=("a1", "a2"), parent="p")
+                    for b in ("b1", "b2")
+                ),
+                TaskSpec(id="end", description="End", depends_on=("b1", "b2")),
+            )
+        )
+    )
+    delta = merge_tiny_siblings(graph, overhead_s=0.5, max_merge=4, agents=1, tiny_ratio=4.0)
+    result = graph.apply(delta)
+
+    assert [spec.id for spec in delta.add] == ["a1.m"]
+    assert sorted(result.cancelled) == ["a1", "a2"]
+    assert graph.predecessors("b1") == {"a1.m"}
+    assert graph.task("b2").state == "pending"
+
+
 def test_optimiser_config_rejects_bad_values() -> None:
     from dyntaskmas.engine.optimiser import OptimiserConfig
 

@@ -252,6 +252,8 @@ def merge_tiny_siblings(
     add_edges: list[Edge] = []
     remove_edges: list[Edge] = []
     cancel: list[str] = []
+    merged_members: set[str] = set()
+    merged_neighbours: set[str] = set()
     for members in groups.values():
         work_s = max(graph.task(m).spec.cost_s for m in members)
         tasks = merge_count(
@@ -260,6 +262,13 @@ def merge_tiny_siblings(
         for chunk in _even_chunks(members, tasks):
             if len(chunk) < 2:
                 continue
+            # A group that neighbours another merged group would keep an
+            # edge to a cancelled task, so only the first of the two merges.
+            neighbours = graph.predecessors(chunk[0]) | graph.successors(chunk[0])
+            if neighbours & merged_members or merged_neighbours & set(chunk):
+                continue
+            merged_members.update(chunk)
+            merged_neighbours.update(neighbours)
             merged = _merged_spec(graph, chunk)
             successors = sorted(graph.successors(chunk[0]))
             added.append(merged)
