@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from dyntaskmas.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from dyntaskmas.cli import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    build_parser,
+    options_from_args,
+)
 from dyntaskmas.llm.scripted import Handler, ScriptedReply, ScriptedRequest
 from test_cli import (
     FINAL_ANSWER,
@@ -147,3 +153,11 @@ def test_replans_with_max_depth_1_exits_2(capsys: pytest.CaptureFixture[str]) ->
     assert out == ""
     assert "--replans 2 needs --max-depth 2 or more" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_optimiser_on_unless_turned_off() -> None:
+    default = options_from_args(build_parser().parse_args(["run", "q"]))
+    off = options_from_args(build_parser().parse_args(["run", "--no-optimise", "q"]))
+
+    assert default.optimise is True
+    assert off.optimise is False

@@ -471,9 +471,10 @@ def _add_dynamic_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--optimise",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="let the workflow optimiser choose how far to split nested plans and merge "
-        "tiny sibling tasks",
+        "tiny sibling tasks (default: on; --no-optimise runs plans as the planner makes them)",
     )
 
 

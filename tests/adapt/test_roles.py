@@ -345,7 +345,9 @@ async def test_runner_moves_agent_to_waiting_role(tmp_path: Path) -> None:
             encoding="utf-8",
         )
         options = apply_config(
-            RunOptions(journal_dir=str(tmp_path / "journal"), concurrency=4),
+            # The twelve research tasks must stay apart for agents to move;
+            # the optimiser would merge them.
+            RunOptions(journal_dir=str(tmp_path / "journal"), concurrency=4, optimise=False),
             load_config(path, known_roles=DEFAULT_ROLES),
         )
         async with Runner(options) as runner:

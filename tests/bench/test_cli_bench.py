@@ -43,7 +43,15 @@ def test_all_without_data_skips_asynchow(
     captured = capsys.readouterr()
     names = [json.loads(line)["experiment"] for line in captured.out.splitlines()]
     assert status == EXIT_OK
-    assert names == ["baseline", "scaling", "utilisation", "overhead", "theta", "adaptive"]
+    assert names == [
+        "baseline",
+        "scaling",
+        "utilisation",
+        "overhead",
+        "theta",
+        "adaptive",
+        "optimiser",
+    ]
     assert "skipping the asynchow experiment" in captured.err
 
 

@@ -49,8 +49,13 @@ def plan_server(plan: Callable[[ScriptedRequest], str]) -> ScriptedLLMServer:
 
 
 def options(server: ScriptedLLMServer, **extra: Any) -> RunOptions:
+    # Without the optimiser, so that nested plans are made and reach the limits.
     return RunOptions(
-        base_url=server.base_url, model=server.model, agents=4, journal=False, **extra
+        base_url=server.base_url,
+        model=server.model,
+        agents=4,
+        journal=False,
+        **{"optimise": False, **extra},
     )
 
 

@@ -48,18 +48,22 @@ class PlanServer:
         return ScriptedReply(text="1, 2 and 3")
 
 
-def engine(model: OpenAIChatModel, agents: int, optimiser: OptimiserConfig) -> Engine:
+def engine(
+    model: OpenAIChatModel, agents: int, optimiser: OptimiserConfig, max_tasks: int | None = None
+) -> Engine:
     pool = AgentPool(build_agents(agents, [*ROLES, PLANNER_ROLE], {"scripted": model}))
-    config = EngineConfig(roles=ROLES, optimiser=optimiser)
+    config = EngineConfig(roles=ROLES, optimiser=optimiser, max_tasks=max_tasks)
     return Engine(pool, planner=Planner(model, roles=ROLES), config=config)
 
 
+TINY = [subtask("s1", "Find one number"), subtask("s2", "Find two"), subtask("s3", "Find three")]
+
+
 async def test_tiny_sibling_subtasks_run_as_one_merged_task() -> None:
-    logic = PlanServer(
-        [subtask("s1", "Find one number"), subtask("s2", "Find two"), subtask("s3", "Find three")]
-    )
+    """With one agent, three tiny siblings would take three calls in a row; they take one."""
+    logic = PlanServer(TINY)
     async with scripted_model(logic) as (server, model):
-        result = await engine(model, 2, OptimiserConfig(task_overhead_s=5.0)).run(REQUEST)
+        result = await engine(model, 1, OptimiserConfig(task_overhead_s=5.0)).run(REQUEST)
 
     tasks = records(result)
     assert result.status == "succeeded"
@@ -70,6 +74,30 @@ async def test_tiny_sibling_subtasks_run_as_one_merged_task() -> None:
     assert tasks["answer"].depends_on == ("t.1.m", "t.plan")
     assert any("optimiser merged 3 tiny tasks into 1" in note for note in result.notes)
     assert len(server.calls) == 3
+
+
+async def test_tiny_siblings_stay_apart_with_an_agent_each() -> None:
+    logic = PlanServer(TINY)
+    async with scripted_model(logic) as (server, model):
+        result = await engine(model, 3, OptimiserConfig(task_overhead_s=5.0)).run(REQUEST)
+
+    assert result.status == "succeeded"
+    assert len(logic.work) == 3
+    assert not any("merged" in note for note in result.notes)
+    assert len(server.calls) == 5
+
+
+async def test_merge_past_task_limit_is_skipped() -> None:
+    """The plan, the answer and three subtasks fill a limit of 5, so a merged sixth does not fit."""
+    logic = PlanServer(TINY)
+    async with scripted_model(logic) as (server, model):
+        optimiser = OptimiserConfig(task_overhead_s=5.0)
+        result = await engine(model, 1, optimiser, max_tasks=5).run(REQUEST)
+
+    assert result.status == "succeeded"
+    assert len(result.tasks) == 5
+    assert len(logic.work) == 3
+    assert len(server.calls) == 5
 
 
 async def test_costly_siblings_are_not_merged() -> None:

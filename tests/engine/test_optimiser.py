@@ -12,7 +12,9 @@ from dyntaskmas.engine.optimiser import (
     MERGED_FROM,
     OverheadEstimate,
     choose_granularity,
+    merge_count,
     merge_tiny_siblings,
+    merged_makespan,
     predicted_makespan,
     splits_gain,
 )
@@ -138,19 +140,56 @@ def sibling_graphs(draw: st.DrawFn) -> TaskGraph:
     return graph
 
 
+@given(
+    count=st.integers(min_value=1, max_value=40),
+    work=st.floats(min_value=0.0, max_value=30.0),
+    overhead=OVERHEADS,
+    agents=st.integers(min_value=0, max_value=64),
+    max_merge=st.integers(min_value=2, max_value=8),
+)
+def test_merge_count_never_predicts_a_slower_run(
+    count: int, work: float, overhead: float, agents: int, max_merge: int
+) -> None:
+    tasks = merge_count(count, work_s=work, overhead_s=overhead, agents=agents, max_merge=max_merge)
+
+    assert math.ceil(count / max_merge) <= tasks <= count
+    apart = merged_makespan(count, count, work_s=work, overhead_s=overhead, agents=agents)
+    merged = merged_makespan(count, tasks, work_s=work, overhead_s=overhead, agents=agents)
+    assert merged <= apart
+    if tasks < count:
+        assert splits_gain(merged, apart)
+    # With an idle agent per sibling, merging only lengthens a task.
+    if count <= max(1, agents) and work > 0:
+        assert tasks == count
+
+
+def test_merge_count_matches_worked_cases() -> None:
+    """Twelve siblings of 2 s with h = 0.5 s, by idle agents."""
+    cases = {1: 3, 2: 4, 8: 6, 12: 12, 32: 12}
+    for agents, expected in cases.items():
+        tasks = merge_count(12, work_s=2.0, overhead_s=0.5, agents=agents, max_merge=4)
+        assert tasks == expected, agents
+
+
 @settings(max_examples=150)
 @given(
-    graph=sibling_graphs(), overhead=st.sampled_from([0.0, 0.5, 2.0]), max_merge=st.integers(2, 4)
+    graph=sibling_graphs(),
+    overhead=st.sampled_from([0.0, 0.5, 2.0]),
+    max_merge=st.integers(2, 4),
+    agents=st.integers(1, 6),
+    tiny_ratio=st.sampled_from([1.0, 4.0]),
 )
 def test_merges_keep_the_graph_valid_and_every_dependency(
-    graph: TaskGraph, overhead: float, max_merge: int
+    graph: TaskGraph, overhead: float, max_merge: int, agents: int, tiny_ratio: float
 ) -> None:
     before_preds = {t.id: graph.predecessors(t.id) for t in graph}
     before_succs = {t.id: graph.successors(t.id) for t in graph}
     before_states = {t.id: t.state for t in graph}
     active_before = sum(1 for t in graph if t.state not in ("failed", "cancelled"))
 
-    delta = merge_tiny_siblings(graph, overhead_s=overhead, max_merge=max_merge)
+    delta = merge_tiny_siblings(
+        graph, overhead_s=overhead, max_merge=max_merge, agents=agents, tiny_ratio=tiny_ratio
+    )
     result = graph.apply(delta)  # raises if the delta breaks an invariant
 
     graph.topological_order()  # acyclic
@@ -174,7 +213,9 @@ def test_merges_keep_the_graph_valid_and_every_dependency(
     active_after = sum(1 for t in graph if t.state not in ("failed", "cancelled"))
     assert active_after == active_before - len(originals) + len(merged)
     # A second pass never merges a merged task again.
-    again = merge_tiny_siblings(graph, overhead_s=overhead, max_merge=max_merge)
+    again = merge_tiny_siblings(
+        graph, overhead_s=overhead, max_merge=max_merge, agents=agents, tiny_ratio=tiny_ratio
+    )
     assert not set(again.cancel) & set(result.added)
 
 
@@ -212,8 +253,66 @@ def test_tiny_siblings_merge_and_large_ones_stay() -> None:
     assert graph.task("tiny1").state == "cancelled"
 
 
+def test_merges_match_idle_agents() -> None:
+    """Four tiny siblings of root on two idle agents become two tasks of two.
+
+    root --> t1, t2, t3, t4 --> end
+    """
+    siblings = [
+        TaskSpec(id=f"t{k}", description=f"Do t{k}", depends_on=("root",), cost_s=1.0, parent="p")
+        for k in range(1, 5)
+    ]
+    graph = TaskGraph()
+    graph.apply(
+        GraphDelta(
+            add=(
+                TaskSpec(id="root", description="Root"),
+                *siblings,
+                TaskSpec(id="end", description="End", depends_on=tuple(s.id for s in siblings)),
+            )
+        )
+    )
+    delta = merge_tiny_siblings(graph, overhead_s=0.5, max_merge=4, agents=2, tiny_ratio=4.0)
+
+    assert [spec.meta[MERGED_FROM] for spec in delta.add] == [("t1", "t2"), ("t3", "t4")]
+    assert merge_tiny_siblings(graph, overhead_s=0.5, max_merge=4, agents=4, tiny_ratio=4.0).empty
+
+
+def test_neighbouring_groups_merge_only_once() -> None:
+    """Both pairs are tiny siblings, but b1 and b2 depend on a1 and a2; only the a pair merges.
+
+    root --> a1, a2 --> b1, b2 --> end
+    """
+    graph = TaskGraph()
+    graph.apply(
+        GraphDelta(
+            add=(
+                TaskSpec(id="root", description="Root"),
+                *(
+                    TaskSpec(id=a, description=f"Do {a}", depends_on=("root",), parent="p")
+                    for a in ("a1", "a2")
+                ),
+                *(
+                    TaskSpec(id=b, description=f"Do {b}", depends_on=("a1", "a2"), parent="p")
+                    for b in ("b1", "b2")
+                ),
+                TaskSpec(id="end", description="End", depends_on=("b1", "b2")),
+            )
+        )
+    )
+    delta = merge_tiny_siblings(graph, overhead_s=0.5, max_merge=4, agents=1, tiny_ratio=4.0)
+    result = graph.apply(delta)
+
+    assert [spec.id for spec in delta.add] == ["a1.m"]
+    assert sorted(result.cancelled) == ["a1", "a2"]
+    assert graph.predecessors("b1") == {"a1.m"}
+    assert graph.task("b2").state == "pending"
+
+
 def test_optimiser_config_rejects_bad_values() -> None:
     from dyntaskmas.engine.optimiser import OptimiserConfig
 
     with pytest.raises(ValueError, match="max_merge must be >= 2"):
         OptimiserConfig(max_merge=1)
+    with pytest.raises(ValueError, match="tiny_ratio must be >= 0"):
+        OptimiserConfig(tiny_ratio=-1.0)

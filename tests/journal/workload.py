@@ -67,11 +67,15 @@ class PlannedWorkload:
 
 
 def options_for(server: ScriptedLLMServer, journal_dir: Path, **extra: object) -> RunOptions:
-    """Return options for a 2-agent run on ``server``, journalled in ``journal_dir``."""
+    """Return options for a 2-agent run on ``server``, journalled in ``journal_dir``.
+
+    The optimiser is off unless ``extra`` turns it on: these tests count the
+    tasks of plans as the planner makes them.
+    """
     return RunOptions(
         base_url=server.base_url,
         model=server.model,
         agents=2,
         journal_dir=str(journal_dir),
-        **extra,  # type: ignore[arg-type]
+        **{"optimise": False, **extra},  # type: ignore[arg-type]
     )

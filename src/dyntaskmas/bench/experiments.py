@@ -13,6 +13,8 @@
 ``adaptive``   throughput, 429 rate and p95 latency of fixed concurrency
                limits against the allocator on the hidden-capacity server,
                also with load-independent 429s
+``optimiser``  planned runs with the workflow optimiser off and on: makespan,
+               tasks, calls and tokens on tiny, large and nested subtasks
 ``context``    the context manager's commits and θ decisions per second
                with 16 to 256 concurrent agents, in memory and on Redis;
                not part of ``all`` (see :data:`STANDALONE_EXPERIMENTS`)
@@ -29,13 +31,14 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dyntaskmas.bench.adaptive import AdaptivePolicy, run_policy
 from dyntaskmas.bench.asynchow import ASYNC_FILE, plan_workload, read_plans
 from dyntaskmas.bench.context_load import StoreKind, local_redis, run_load
+from dyntaskmas.bench.granularity import planned_workloads, run_planned
 from dyntaskmas.bench.harness import POLICIES, Policy, RunSettings, run_workload
 from dyntaskmas.bench.metrics import makespan_lower_bound, ratio_summary, scaling_efficiency
 from dyntaskmas.bench.optimum import optimal_makespan
@@ -61,6 +64,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "overhead",
     "theta",
     "adaptive",
+    "optimiser",
 )
 #: Experiments that ``all`` leaves out: ``context`` takes about 2 minutes of real
 #: time on 2 cores and starts a redis-server, against under a second for
@@ -115,6 +119,9 @@ class Sizes:
     #: Share of requests that get a 429 whatever the load in the second
     #: scenario of ``adaptive``; 0 leaves that scenario out.
     adaptive_random_429: float = 0.1
+    optimiser_agents: tuple[int, ...] = (2, 8, 32)
+    # Fixed latency of every model call, in seconds: none, and a remote API's.
+    optimiser_call_overheads_s: tuple[float, ...] = (0.0, 1.5)
 
 
 FULL = Sizes()
@@ -141,6 +148,8 @@ QUICK = Sizes(
     adaptive_agents=48,
     adaptive_duration_s=30.0,
     adaptive_warmup_s=10.0,
+    optimiser_agents=(2, 32),
+    optimiser_call_overheads_s=(1.5,),
 )
 
 
@@ -549,6 +558,62 @@ def adaptive(sizes: Sizes = FULL) -> ExperimentResult:
     )
 
 
+# --- optimiser --------------------------------------------------------------------
+
+
+def optimiser(sizes: Sizes = FULL) -> ExperimentResult:
+    """Run each planned workload with the workflow optimiser off and on."""
+    rows: list[dict[str, Any]] = []
+    for workload in planned_workloads():
+        for overhead_s in sizes.optimiser_call_overheads_s:
+            for agents in sizes.optimiser_agents:
+                for optimise in (False, True):
+                    run = run_planned(
+                        replace(workload, call_overhead_s=overhead_s),
+                        agents=agents,
+                        optimise=optimise,
+                    )
+                    rows.append(
+                        {
+                            "workload": run.workload,
+                            "call_overhead_s": overhead_s,
+                            "agents": agents,
+                            "policy": "on" if optimise else "off",
+                            "makespan_s": round(run.makespan_s, 3),
+                            "tasks_run": run.tasks_run,
+                            "llm_calls": run.llm_calls,
+                            "tokens": run.tokens,
+                            "merged": run.merged,
+                            "skipped_decompositions": run.skipped_decompositions,
+                        }
+                    )
+    return ExperimentResult(
+        name="optimiser",
+        title="Workflow optimiser off and on, planned runs on one simulated server of 32 slots",
+        columns=(
+            "workload",
+            "call_overhead_s",
+            "agents",
+            "policy",
+            "makespan_s",
+            "tasks_run",
+            "llm_calls",
+            "tokens",
+            "merged",
+            "skipped_decompositions",
+        ),
+        rows=tuple(rows),
+        notes=(
+            "A scripted planner on the simulated server plans each request: tiny_siblings "
+            "into 12 subtasks of 16 output tokens, large_subtasks into 3 of 600, nested into "
+            "4 subtasks that are planned again into 4 of 200 tokens each. call_overhead_s is "
+            "a fixed latency added to every model call. tasks_run counts tasks that ran on an "
+            "agent; merged counts subtasks the optimiser merged away; skipped_decompositions "
+            "counts nested plans it ran as one task.",
+        ),
+    )
+
+
 # --- context ----------------------------------------------------------------------
 
 
@@ -628,6 +693,7 @@ def run_experiment(name: str, *, data_dir: Path | None, sizes: Sizes = FULL) -> 
         "overhead": lambda: overhead(sizes),
         "theta": lambda: theta(sizes),
         "adaptive": lambda: adaptive(sizes),
+        "optimiser": lambda: optimiser(sizes),
         "context": lambda: context(sizes),
     }
     if name == "asynchow":

@@ -49,6 +49,7 @@ def plot_result(result: ExperimentResult, path: Path) -> None:
             "overhead": _overhead,
             "theta": _theta,
             "context": _context,
+            "optimiser": _optimiser,
         }
         drawers[result.name](axes, result.rows)
         axes.set_title(result.title, fontsize=9)
@@ -150,6 +151,19 @@ def _context(axes: Any, rows: Sequence[Mapping[str, Any]]) -> None:
     axes.set_xlabel("concurrent agents")
     axes.set_ylabel("per real second")
     axes.legend(fontsize=7)
+
+
+def _optimiser(axes: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Bars of makespan off and on per workload and agent count, at the highest call latency."""
+    overhead = max(row["call_overhead_s"] for row in rows)
+    labelled = [
+        {**row, "run": f"{row['workload']}\n{row['agents']} agents"}
+        for row in rows
+        if row["call_overhead_s"] == overhead
+    ]
+    _grouped_bars(axes, labelled, "run", "policy", "makespan_s")
+    axes.tick_params(axis="x", labelsize=6)
+    axes.set_ylabel(f"makespan (simulated s), {overhead:g} s per call")
 
 
 def _adaptive(pyplot: Any, result: ExperimentResult, path: Path) -> None:

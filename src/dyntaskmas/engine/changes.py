@@ -215,12 +215,20 @@ class GraphChanges:
             max_subtasks=MAX_SUBTASKS_LIMIT,
         )
 
-    def merge(self, graph: TaskGraph, applied: GraphDelta, *, overhead_s: float) -> GraphDelta:
+    def merge(
+        self, graph: TaskGraph, applied: GraphDelta, *, overhead_s: float, idle_agents: int
+    ) -> GraphDelta:
         """Return the merges of tiny siblings after a decomposition; empty after other deltas."""
         optimiser = self.config.optimiser
         if optimiser is None or not applied.reason.startswith("decomposition by "):
             return GraphDelta()
-        return merge_tiny_siblings(graph, overhead_s=overhead_s, max_merge=optimiser.max_merge)
+        return merge_tiny_siblings(
+            graph,
+            overhead_s=overhead_s,
+            max_merge=optimiser.max_merge,
+            agents=idle_agents,
+            tiny_ratio=optimiser.tiny_ratio,
+        )
 
 
 def rewirable_dependents(graph: TaskGraph, task_id: str) -> list[str]:

@@ -881,7 +881,18 @@ class Engine:
 
     def _merge_tiny_tasks(self, run: _Run, applied: GraphDelta, *, now: float) -> None:
         """Merge tiny sibling tasks that a decomposition just added."""
-        merge = self.changes.merge(run.graph, applied, overhead_s=run.overhead.overhead_s)
+        # The agent that ran the plan is already released, so it counts as idle.
+        idle = max(1, sum(1 for agent in self.pool.agents if agent.idle))
+        merge = self.changes.merge(
+            run.graph, applied, overhead_s=run.overhead.overhead_s, idle_agents=idle
+        )
+        # The cancelled originals stay in the graph, so a merge adds tasks,
+        # and it must fit the run's task limit as a plan must.
+        limit = self.config.max_tasks
+        if not merge.empty and limit is not None:
+            if run.tasks_promised + len(merge.add) > limit:
+                return
+            run.tasks_promised += len(merge.add)
         if not merge.empty:
             run.notes.append(
                 f"optimiser merged {len(merge.cancel)} tiny tasks into {len(merge.add)}: "

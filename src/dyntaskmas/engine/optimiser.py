@@ -19,11 +19,16 @@ with C = 2 s it runs the work as one task.
 
 Merges. Pending sibling work tasks with the same role, the same
 dependencies and the same dependents are "tiny" when their estimated work
-C(v) is less than what running them apart costs, h + I(v). Groups of two
-or more tiny siblings become one task in one delta: the merged task takes
-their dependencies and dependents, the originals lose their outgoing edges
-and are cancelled. The graph stays acyclic because the merged task has
-exactly the neighbours its originals had.
+C(v) is at most ``tiny_ratio`` times what running them apart costs,
+h + I(v). Merging k tiny siblings of work w into g tasks on A idle agents
+is predicted to take ceil(g / A) * (h + ceil(k / g) * w), against
+ceil(k / A) * (h + w) apart. :func:`merge_count` picks the g with the least
+predicted time, so siblings merge only when they outnumber the idle
+agents: with as many agents as siblings, merging only makes each task
+longer. Each merged task replaces its originals in one delta: it takes
+their dependencies and dependents, and the originals lose their outgoing
+edges and are cancelled. The graph stays acyclic because the merged task
+has exactly the neighbours its originals had.
 
 Overhead. :class:`OverheadEstimate` measures h from finished tasks as the
 intercept of a least-squares line of duration against completion tokens.
@@ -51,10 +56,15 @@ class OptimiserConfig:
 
     ``task_overhead_s`` is h until enough tasks are measured; ``max_merge``
     bounds how many tasks one merge joins, so a merged prompt stays short.
+    ``tiny_ratio``: a task whose estimated cost is at most this many times
+    h + I(v) may be merged. The default 4 makes the planner's "small" (2 s)
+    tiny under the default h of 0.5 s, and keeps "medium" (8 s) and
+    "large" (30 s) apart until a run measures an h of 2 s or more.
     """
 
     task_overhead_s: float = 0.5
     max_merge: int = 4
+    tiny_ratio: float = 4.0
     # Fewest measured tasks before the measured overhead replaces the default.
     min_samples: int = 3
 
@@ -65,6 +75,8 @@ class OptimiserConfig:
             raise ValueError(f"max_merge must be >= 2, got {self.max_merge}")
         if self.min_samples < 2:
             raise ValueError(f"min_samples must be >= 2, got {self.min_samples}")
+        if not (math.isfinite(self.tiny_ratio) and self.tiny_ratio >= 0):
+            raise ValueError(f"tiny_ratio must be >= 0, got {self.tiny_ratio}")
 
 
 @dataclass(frozen=True)
@@ -164,18 +176,65 @@ class OverheadEstimate:
         return min(max(0.0, mean_y - slope * mean_x), shortest)
 
 
-def merge_tiny_siblings(graph: TaskGraph, *, overhead_s: float, max_merge: int) -> GraphDelta:
+def merged_makespan(
+    count: int, tasks: int, *, work_s: float, overhead_s: float, agents: int
+) -> float:
+    """Return the predicted time of ``count`` siblings of ``work_s`` each run as ``tasks`` tasks.
+
+    The siblings are spread as evenly as possible, so the longest task
+    does ceil(count / tasks) of them, and the tasks run in waves of
+    ``agents``.
+    """
+    waves = math.ceil(tasks / max(1, agents))
+    return waves * (overhead_s + math.ceil(count / tasks) * work_s)
+
+
+def merge_count(
+    count: int, *, work_s: float, overhead_s: float, agents: int, max_merge: int
+) -> int:
+    """Return how many tasks ``count`` tiny siblings should run as; ``count`` keeps them apart.
+
+    Picks the number of tasks, from ceil(count / max_merge) to ``count``,
+    with the least :func:`merged_makespan`. A merge must beat running the
+    siblings apart; among merges, ties go to fewer tasks, which make fewer
+    calls.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if max_merge < 2:
+        raise ValueError(f"max_merge must be >= 2, got {max_merge}")
+    apart = merged_makespan(count, count, work_s=work_s, overhead_s=overhead_s, agents=agents)
+    best, best_s = count, apart
+    for tasks in range(math.ceil(count / max_merge), count):
+        predicted = merged_makespan(
+            count, tasks, work_s=work_s, overhead_s=overhead_s, agents=agents
+        )
+        if predicted < best_s and splits_gain(predicted, apart):
+            best, best_s = tasks, predicted
+    return best
+
+
+def merge_tiny_siblings(
+    graph: TaskGraph,
+    *,
+    overhead_s: float,
+    max_merge: int,
+    agents: int = 1,
+    tiny_ratio: float = 1.0,
+) -> GraphDelta:
     """Return one delta that merges groups of tiny sibling tasks; empty when none.
 
     Only pending or ready ``work`` tasks that came from a decomposition and
-    carry no loop, follow-up or merge marks are merged.
+    carry no loop, follow-up or merge marks are merged. ``agents`` is the
+    number of idle agents that would run the siblings; :func:`merge_count`
+    decides how many tasks each group of siblings becomes.
     """
     groups: dict[tuple[object, ...], list[str]] = {}
     for task in graph:
         spec = task.spec
         if task.state not in ("pending", "ready") or not _mergeable(spec):
             continue
-        if spec.cost_s >= overhead_s + graph.transfer_s(spec.id):
+        if spec.cost_s > tiny_ratio * (overhead_s + graph.transfer_s(spec.id)):
             continue
         neighbours = graph.predecessors(spec.id) | graph.successors(spec.id)
         if any(graph.task(n).state in ("failed", "cancelled") for n in neighbours):
@@ -193,11 +252,23 @@ def merge_tiny_siblings(graph: TaskGraph, *, overhead_s: float, max_merge: int) 
     add_edges: list[Edge] = []
     remove_edges: list[Edge] = []
     cancel: list[str] = []
+    merged_members: set[str] = set()
+    merged_neighbours: set[str] = set()
     for members in groups.values():
-        for start in range(0, len(members), max_merge):
-            chunk = members[start : start + max_merge]
+        work_s = max(graph.task(m).spec.cost_s for m in members)
+        tasks = merge_count(
+            len(members), work_s=work_s, overhead_s=overhead_s, agents=agents, max_merge=max_merge
+        )
+        for chunk in _even_chunks(members, tasks):
             if len(chunk) < 2:
                 continue
+            # A group that neighbours another merged group would keep an
+            # edge to a cancelled task, so only the first of the two merges.
+            neighbours = graph.predecessors(chunk[0]) | graph.successors(chunk[0])
+            if neighbours & merged_members or merged_neighbours & set(chunk):
+                continue
+            merged_members.update(chunk)
+            merged_neighbours.update(neighbours)
             merged = _merged_spec(graph, chunk)
             successors = sorted(graph.successors(chunk[0]))
             added.append(merged)
@@ -221,6 +292,17 @@ def merged_away(graph_specs: Iterable[TaskSpec]) -> set[str]:
     for spec in graph_specs:
         ids.update(spec.meta.get(MERGED_FROM, ()))
     return ids
+
+
+def _even_chunks(members: list[str], count: int) -> list[list[str]]:
+    """Split ``members`` into ``count`` runs whose sizes differ by at most one."""
+    size, extra = divmod(len(members), count)
+    chunks, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        chunks.append(members[start:end])
+        start = end
+    return chunks
 
 
 def _mergeable(spec: TaskSpec) -> bool:

@@ -66,6 +66,13 @@ def _subtask(k: int, description: str, role: str, depends_on: list[str]) -> dict
     }
 
 
+def max_subtasks(schema: Mapping[str, Any]) -> int:
+    """Return the most subtasks a decomposition schema allows (at least 1)."""
+    properties = schema.get("properties")
+    subtasks = properties.get("subtasks") if isinstance(properties, Mapping) else None
+    return _max_subtasks(subtasks)
+
+
 def _max_subtasks(subtasks: Any) -> int:
     """Return the most subtasks the schema's ``subtasks`` entry allows (at least 1)."""
     if isinstance(subtasks, Mapping):
