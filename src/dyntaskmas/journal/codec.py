@@ -15,43 +15,9 @@ from dataclasses import MISSING, asdict, fields
 from typing import Any
 
 from dyntaskmas.graph.task import TaskSpec
-from dyntaskmas.observe.events import (
-    AgentsMoved,
-    AllocatorDecision,
-    ContextDelivered,
-    Event,
-    GraphChanged,
-    LLMCallFinished,
-    LLMCallRetried,
-    MonitorSample,
-    RunFinished,
-    RunStarted,
-    TaskCancelled,
-    TaskFailed,
-    TaskFinished,
-    TaskReady,
-    TaskStarted,
-)
+from dyntaskmas.observe.events import EVENT_TYPES, Event, GraphChanged
 
 _TUPLE_KEY = "$tuple"
-
-_EVENT_CLASSES: tuple[type[Event], ...] = (
-    RunStarted,
-    GraphChanged,
-    TaskReady,
-    TaskStarted,
-    TaskFinished,
-    TaskFailed,
-    RunFinished,
-    TaskCancelled,
-    ContextDelivered,
-    LLMCallFinished,
-    LLMCallRetried,
-    MonitorSample,
-    AllocatorDecision,
-    AgentsMoved,
-)
-EVENT_TYPES: Mapping[str, type[Event]] = {cls.__name__: cls for cls in _EVENT_CLASSES}
 
 
 def encode_value(value: Any) -> Any:

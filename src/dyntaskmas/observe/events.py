@@ -36,6 +36,15 @@ class Event:
     run_id: str
     at_s: float
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        EVENT_TYPES[cls.__name__] = cls
+
+
+#: Every event class by name, filled as each class is defined; the journal
+#: stores an event's class name and reads it back through this mapping.
+EVENT_TYPES: dict[str, type[Event]] = {}
+
 
 @dataclass(frozen=True)
 class RunStarted(Event):
