@@ -1156,27 +1156,20 @@ def _add_plan_parser(
     for action in run._actions:
         if any(flag in shared for flag in action.option_strings):
             plan._add_action(action)
-    # What options_from_args reads but a plan does not use.
+    # Every other option of run keeps run's default, so options_from_args
+    # reads a plan's arguments as it reads a run's. A plan needs one agent
+    # and records nothing in the journal.
+    taken = {action.dest for action in plan._actions}
     plan.set_defaults(
-        input=None,
-        limit=None,
-        agents=1,
-        concurrency="auto",
-        role_agents="auto",
-        max_tasks=DEFAULT_MAX_TASKS,
-        max_llm_calls=None,
-        max_run_tokens=None,
-        follow_ups=0,
-        replans=0,
-        reviews=0,
-        optimise=False,
-        max_tokens=256,
-        weighting="normalized",
-        theta=DEFAULT_THETA,
-        context_window=None,
-        no_journal=True,
-        journal_dir=None,
+        **{
+            action.dest: action.default
+            for action in run._actions
+            if action.option_strings
+            and action.dest not in taken
+            and action.default is not argparse.SUPPRESS
+        }
     )
+    plan.set_defaults(agents=1, no_journal=True)
 
 
 async def _plan_command(args: argparse.Namespace) -> int:
