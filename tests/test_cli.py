@@ -28,11 +28,11 @@ from dyntaskmas.cli import (
     EXIT_OK,
     EXIT_RUN_FAILED,
     EXIT_USAGE,
-    MAX_REQUEST_CHARS,
     main,
     read_requests,
 )
 from dyntaskmas.errors import ConfigError
+from dyntaskmas.limits import MAX_REQUEST_CHARS
 from dyntaskmas.llm.embedded import check_llama_cpp_server
 from dyntaskmas.llm.endpoint import MODEL_ENV_VAR
 from dyntaskmas.llm.scripted import Handler, ScriptedLLMServer, ScriptedReply, ScriptedRequest

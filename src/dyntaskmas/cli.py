@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 from dyntaskmas import __version__
 from dyntaskmas.config import apply_config, load_config
 from dyntaskmas.context.relevance import DEFAULT_THETA
+from dyntaskmas.engine import admission
 from dyntaskmas.engine.result import RunResult
 from dyntaskmas.errors import (
     ConfigError,
@@ -57,7 +58,7 @@ from dyntaskmas.journal.store import (
     default_journal_dir,
     with_shown_status,
 )
-from dyntaskmas.limits import DEFAULT_MAX_TASKS, MAX_DEPTH_LIMIT, MAX_REQUEST_CHARS
+from dyntaskmas.limits import DEFAULT_MAX_TASKS, MAX_DEPTH_LIMIT
 from dyntaskmas.llm.endpoint import STRUCTURED_OUTPUT_MODES
 from dyntaskmas.observe.accounting import format_accounting, load_prices, prices_from_mapping
 from dyntaskmas.observe.graph_export import PLAN_FORMATS
@@ -341,13 +342,11 @@ def _requests_from_json(path: Path, text: str) -> list[str]:
 
 
 def check_request(request: str, *, where: str = "the request") -> None:
-    if not request.strip():
-        raise InputError(f"{where} is empty; give the text of a task to run")
-    if len(request) > MAX_REQUEST_CHARS:
-        raise InputError(
-            f"{where} has {len(request)} characters, more than the limit of "
-            f"{MAX_REQUEST_CHARS}; shorten it or split it into several requests"
-        )
+    """Apply the engine's request check, as an InputError the command reports."""
+    try:
+        admission.check_request(request, where=where)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def concurrency_value(text: str) -> int | Literal["auto"]:

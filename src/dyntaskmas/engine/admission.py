@@ -14,13 +14,16 @@ from dyntaskmas.graph.task import TaskSpec
 from dyntaskmas.limits import MAX_DESCRIPTION_CHARS, MAX_REQUEST_CHARS
 
 
-def check_request(request: str) -> None:
-    """Raise ValueError for an empty request or one longer than MAX_REQUEST_CHARS."""
+def check_request(request: str, *, where: str = "the request") -> None:
+    """Raise ValueError for an empty request or one longer than MAX_REQUEST_CHARS.
+
+    ``where`` names the request in the message, such as ``request 3 of 'q.txt'``.
+    """
     if not request.strip():
-        raise ValueError("the request is empty; pass the text of a task to run")
+        raise ValueError(f"{where} is empty; give the text of a task to run")
     if len(request) > MAX_REQUEST_CHARS:
         raise ValueError(
-            f"the request has {len(request)} characters, more than the limit of "
+            f"{where} has {len(request)} characters, more than the limit of "
             f"{MAX_REQUEST_CHARS}; shorten it or split it into several requests"
         )
 
