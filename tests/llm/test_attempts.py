@@ -19,7 +19,7 @@ from dyntaskmas.errors import (
 )
 from dyntaskmas.llm.attempts import AttemptRecord, LocalFlow, RetryingChatModel, classify
 from dyntaskmas.llm.retry import RetryPolicy
-from dyntaskmas.llm.types import ChatMessage, Completion, Usage
+from dyntaskmas.llm.types import ChatMessage, Completion, ToolCall, Usage
 from dyntaskmas.sim.capacity import CapacityChatModel, CapacityProfile, CapacityServer
 from dyntaskmas.sim.virtual_time import EventLoopClock, run_virtual
 
@@ -46,7 +46,15 @@ class Flaky:
         await asyncio.sleep(0)
         if self.errors:
             raise self.errors.pop(0)
-        return Completion("4", Usage(5, 1), "flaky", "stop", 0.0)
+        return Completion(
+            "4",
+            Usage(5, 1),
+            "flaky",
+            "stop",
+            0.0,
+            tool_calls=(ToolCall("c1", "add", '{"a": 2}'),),
+            time_to_first_token_s=0.25,
+        )
 
 
 @pytest.mark.parametrize(
@@ -74,6 +82,8 @@ async def test_retried_call_records_each_attempt() -> None:
     completion = await model.complete(QUESTION, max_tokens=4)
 
     assert completion.attempts == 2
+    assert completion.tool_calls == (ToolCall("c1", "add", '{"a": 2}'),)
+    assert completion.time_to_first_token_s == 0.25
     assert [r.status for r in records] == ["server_error", "ok"]
     assert records[1].completion_tokens == 1
     assert not flow.gate.half_open  # a 502 does not ask callers to slow down

@@ -24,6 +24,7 @@ such as the simulator's capacity server.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -222,14 +223,8 @@ class RetryingChatModel:
             completion = await self.inner.complete(
                 messages, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema
             )
-            return Completion(
-                completion.text,
-                completion.usage,
-                completion.model,
-                completion.finish_reason,
-                completion.latency_s,
-                attempts=number,
-            )
+            # replace keeps every other field, tool calls and time to first token included.
+            return dataclasses.replace(completion, attempts=number)
 
         return await call_with_retries(self.flow, attempt, policy=self.policy, rng=self._rng)
 
