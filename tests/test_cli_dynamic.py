@@ -49,7 +49,7 @@ def test_bad_budget_or_change_option_exits_2(
     assert "Traceback" not in err
 
 
-def test_run_stopped_by_its_budget_reports_what_did_not_run(
+def test_budget_stop_lists_unrun_tasks(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """One model call: the plan runs; its two subtasks and the answer do not."""

@@ -66,7 +66,7 @@ async def test_research_loop_stops_at_its_model_call_budget() -> None:
     assert result.to_json()["stop"]["limit"] == "max_llm_calls"
 
 
-async def test_task_budget_stops_a_graph_and_keeps_finished_outputs() -> None:
+async def test_task_budget_keeps_finished_outputs() -> None:
     """max_tasks = 2 on a chain of four: a and b run, c and d are listed as not run.
 
     a --> b --> c --> d
@@ -89,7 +89,7 @@ def usage(tokens: int) -> Completion:
     return Completion("x", Usage(tokens, 0), "m", "stop", 0.0)
 
 
-def test_token_budget_lets_running_calls_finish_then_stops() -> None:
+def test_token_budget_lets_calls_finish() -> None:
     tracker = BudgetTracker(Budget(max_tokens=100))
     assert tracker.may_start(running=0)
     tracker.started()
@@ -116,7 +116,7 @@ class DroppingEngine(Engine):
         super()._route(run, [t for t in task_ids if t not in self.lost])
 
 
-async def test_run_whose_tasks_can_never_start_raises_stuck_error_naming_them() -> None:
+async def test_unstartable_tasks_raise_stuck_error() -> None:
     """``lost`` is never queued, so it and its dependent can never run.
 
     ok

@@ -119,7 +119,7 @@ def run(
     agents=st.integers(min_value=1, max_value=5),
     max_calls=st.none() | st.integers(min_value=1, max_value=20),
 )
-def test_growing_graph_runs_each_task_once_after_its_dependencies(
+def test_growing_graph_runs_tasks_once(
     setup: tuple[list[TaskSpec], dict[str, FollowUpPlan]], agents: int, max_calls: int | None
 ) -> None:
     specs, plans = setup

@@ -37,7 +37,7 @@ def task_line(request: ScriptedRequest) -> str:
     return ""
 
 
-async def test_three_follow_ups_run_in_parallel_and_reach_the_answer() -> None:
+async def test_three_follow_ups_run_in_parallel() -> None:
     """``research`` asks for a, b and c; c needs a. a and b overlap; the answer sees all three.
 
     research --> (a, b, c) --> answer       a --> c
@@ -86,7 +86,8 @@ async def test_three_follow_ups_run_in_parallel_and_reach_the_answer() -> None:
     a, b, c = tasks["research.f1"], tasks["research.f2"], tasks["research.f3"]
     assert tasks["research"].output == "research done"
     # Independent follow-ups overlap; the dependent one starts after its dependency.
-    assert start_of(a) < end_of(b) and start_of(b) < end_of(a)
+    assert start_of(a) < end_of(b)
+    assert start_of(b) < end_of(a)
     assert start_of(c) >= end_of(a)
     assert set(tasks["answer"].depends_on) == {
         "research",
@@ -154,7 +155,7 @@ async def test_follow_ups_stop_at_the_run_cap() -> None:
     assert any("the run allows 3 in all" in note for note in result.notes)
 
 
-def test_output_cut_off_inside_the_json_keeps_its_answer() -> None:
+def test_cut_json_output_keeps_answer() -> None:
     text = '{"answer": "The Nile is 6650 km", "follow_ups": [{"id": "f1", "descr'
 
     output = parse_work_output(text, roles=ROLES, max_per_task=4)

@@ -49,7 +49,7 @@ def raw_follow_ups(draw: st.DrawFn) -> list[Any]:
 
 
 @given(text=st.text(max_size=200) | JSON_VALUES.map(json.dumps))
-def test_parse_work_output_never_raises_and_keeps_plain_text(text: str) -> None:
+def test_work_output_parse_never_raises(text: str) -> None:
     output = parse_work_output(text, roles=ROLES, max_per_task=4)
     if not text.strip().startswith("{"):
         assert output.answer == text

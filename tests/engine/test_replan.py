@@ -71,7 +71,7 @@ class Server:
         return ScriptedReply(text="b done")
 
 
-async def test_failed_task_is_replanned_and_its_dependents_use_the_replacement() -> None:
+async def test_replacement_feeds_dependents() -> None:
     server_logic = Server(replacement_fails=False)
     async with scripted_model(server_logic) as (server, model):
         result = await engine(model, max_replans=1).run_graph(graph(), request=REQUEST)
@@ -94,7 +94,7 @@ async def test_failed_task_is_replanned_and_its_dependents_use_the_replacement()
     assert not server.handler_errors
 
 
-async def test_replacement_that_fails_too_is_reported_and_cancels_descendants() -> None:
+async def test_failed_replacement_cancels_descendants() -> None:
     server_logic = Server(replacement_fails=True)
     async with scripted_model(server_logic) as (server, model):
         result = await engine(model, max_replans=1).run_graph(graph(), request=REQUEST)
@@ -122,7 +122,7 @@ async def test_without_replans_a_failure_cancels_at_once() -> None:
     assert len(server.calls) == 1
 
 
-def test_replan_round_counts_replans_on_the_way_to_a_task() -> None:
+def test_replan_round_counts_chain() -> None:
     assert replan_round("t.1") == 0
     assert replan_round("t.1.r1.2") == 1
     assert replan_round("t.1.r1.2.r2.1") == 2

@@ -105,7 +105,7 @@ async def resume(server: ScriptedLLMServer, journal_dir: Path, **options: object
         return await runner.resume(state)
 
 
-async def test_crash_after_output_recorded_adds_follow_ups_once_on_resume(tmp_path: Path) -> None:
+async def test_follow_ups_added_once_after_crash(tmp_path: Path) -> None:
     """The follow-up delta (which carries a's output) is recorded, a's finish is not."""
     workload = DynamicWorkload()
     async with ScriptedLLMServer(workload.handle) as server:
@@ -118,7 +118,8 @@ async def test_crash_after_output_recorded_adds_follow_ups_once_on_resume(tmp_pa
         calls_before = workload.calls.copy()
         result = await resume(server, tmp_path, max_follow_ups=4)
 
-    assert calls_before["a"] == 1 and calls_before["x"] == 0
+    assert calls_before["a"] == 1
+    assert calls_before["x"] == 0
     assert result.status == "succeeded"
     # a is not asked again; its follow-up is in the graph once and runs once.
     assert workload.calls["a"] == 1
@@ -130,7 +131,7 @@ async def test_crash_after_output_recorded_adds_follow_ups_once_on_resume(tmp_pa
     assert result.answer == "answer from steps: a b x"
 
 
-async def test_crash_before_follow_ups_recorded_adds_them_once_on_resume(
+async def test_unrecorded_follow_ups_added_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nothing of a's result reached the journal: a runs again and asks once more."""
@@ -157,7 +158,7 @@ async def test_crash_before_follow_ups_recorded_adds_them_once_on_resume(
     assert result.answer == "answer from steps: a b x"
 
 
-async def test_crash_after_replan_recorded_never_runs_the_replaced_task_again(
+async def test_replaced_task_not_rerun_after_crash(
     tmp_path: Path,
 ) -> None:
     """a fails and is re-planned; the crash comes before a's failure is recorded."""
@@ -183,7 +184,7 @@ async def test_crash_after_replan_recorded_never_runs_the_replaced_task_again(
     assert result.answer == "answer from steps: b z"
 
 
-async def test_crash_after_merge_recorded_resumes_the_merged_graph(tmp_path: Path) -> None:
+async def test_merged_graph_resumes_after_crash(tmp_path: Path) -> None:
     """The optimiser merges a and b; the run stops when the merged task starts.
 
     On resume the originals stay cancelled and the merged task runs once.

@@ -58,9 +58,10 @@ _CUT_ANSWER = re.compile(r'\A\s*\{\s*"answer"\s*:\s*"((?:[^"\\]|\\.)*)(?:"|\Z)',
 class FollowUpLimits:
     """How many follow-ups a run may add.
 
-    ``max_per_task`` bounds one output's list; ``max_per_run`` the total over
-    the run (follow-ups beyond it are dropped, with a note); ``max_depth``
-    how many follow-up steps may chain (a follow-up of a follow-up is depth 2).
+    ``max_per_task`` bounds one output's list. ``max_per_run`` bounds the
+    total over the run, and follow-ups beyond it are dropped with a note.
+    ``max_depth`` bounds how many follow-up steps may chain: a follow-up of a
+    follow-up is depth 2.
     """
 
     max_per_task: int = 4
